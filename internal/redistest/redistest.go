@@ -1,0 +1,71 @@
+// Package redistest gives tests a Redis to talk to: the server named by
+// REDIS_URL when it is set (CI always sets it), otherwise an embedded
+// miniredis, so that `go test ./...` works on a machine with only Go.
+//
+// Tests share a real server, so each test gets its own queue name instead of
+// a database of its own, and its queue is deleted when the test ends; no
+// test flushes the server.
+package redistest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
+)
+
+// Redis is the server one test talks to.
+type Redis struct {
+	// Opt connects asynq clients, servers and inspectors to it.
+	Opt asynq.RedisConnOpt
+	// URL is the redis:// URL of the server, for code that reads REDIS_URL.
+	URL string
+	// Embedded is set when the server is a miniredis started for this test.
+	Embedded *miniredis.Miniredis
+}
+
+// New returns the Redis a test should use. With REDIS_URL unset it starts a
+// miniredis that the test's cleanup stops.
+func New(tb testing.TB) *Redis {
+	tb.Helper()
+	if url := os.Getenv("REDIS_URL"); url != "" {
+		opt, err := asynq.ParseRedisURI(url)
+		if err != nil {
+			tb.Fatalf("REDIS_URL: %v", err)
+		}
+		return &Redis{Opt: opt, URL: url}
+	}
+	m := miniredis.RunT(tb)
+	return &Redis{Opt: asynq.RedisClientOpt{Addr: m.Addr()}, URL: "redis://" + m.Addr() + "/0", Embedded: m}
+}
+
+// Queue returns a queue name no other test uses, and deletes the queue with
+// all its tasks when the test ends.
+func (r *Redis) Queue(tb testing.TB) string {
+	tb.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := strings.NewReplacer("/", "-", " ", "_").Replace(tb.Name())
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	q := "test-" + name + "-" + hex.EncodeToString(b)
+	tb.Cleanup(func() {
+		insp := asynq.NewInspector(r.Opt)
+		defer insp.Close()
+		_ = insp.DeleteQueue(q, true)
+	})
+	return q
+}
+
+// Context returns a context cancelled when the test ends.
+func Context(tb testing.TB) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	tb.Cleanup(cancel)
+	return ctx
+}

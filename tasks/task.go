@@ -1,0 +1,100 @@
+package tasks
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// DefaultQueue is the asynq queue imports go to unless WithQueue says
+// otherwise.
+const DefaultQueue = "membercard"
+
+// Defaults of the task options. Each can be changed per task with an Option.
+const (
+	// DefaultMaxRetry bounds how often a transient fault (5xx, timeout,
+	// network error, forged answer) is retried before the task is archived.
+	// With the default backoff (2 s doubling to 10 min) 20 retries span about
+	// two and a half hours: longer than WeChat's incidents usually last, short
+	// enough that a member refused for good is seen the same day. Rate limits
+	// and systemic faults never spend this budget.
+	DefaultMaxRetry = 20
+	// DefaultTimeout bounds one attempt. It is well above the HTTP timeout to
+	// WeChat (15 s) so that an attempt ends with WeChat's answer, not with
+	// asynq cancelling it mid-call.
+	DefaultTimeout = 60 * time.Second
+	// DefaultRetention keeps a finished task and its result (the card code)
+	// in Redis for three days, so that `enqueue status` can answer for a
+	// nightly import over a weekend, and re-enqueueing the same
+	// out_request_no within that window is reported as a duplicate. Each
+	// retained task costs roughly half a kilobyte of Redis memory.
+	DefaultRetention = 72 * time.Hour
+)
+
+// options are the asynq options an import task is created with.
+type options struct {
+	queue     string
+	maxRetry  int
+	timeout   time.Duration
+	retention time.Duration
+}
+
+// Option changes how NewImportTask creates a task.
+type Option func(*options)
+
+// WithQueue puts the task into the named queue. Defaults to DefaultQueue.
+func WithQueue(name string) Option { return func(o *options) { o.queue = name } }
+
+// WithMaxRetry sets the retry budget for transient faults. Defaults to
+// DefaultMaxRetry.
+func WithMaxRetry(n int) Option { return func(o *options) { o.maxRetry = n } }
+
+// WithTimeout bounds one attempt. Defaults to DefaultTimeout.
+func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
+
+// WithRetention sets how long a finished task and its result are kept.
+// Defaults to DefaultRetention.
+func WithRetention(d time.Duration) Option { return func(o *options) { o.retention = d } }
+
+func buildOptions(opts []Option) (options, error) {
+	o := options{queue: DefaultQueue, maxRetry: DefaultMaxRetry, timeout: DefaultTimeout, retention: DefaultRetention}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	switch {
+	case o.queue == "":
+		return o, fmt.Errorf("queue: must not be empty")
+	case o.maxRetry < 0:
+		return o, fmt.Errorf("max retry: must not be negative, got %d", o.maxRetry)
+	case o.timeout <= 0:
+		return o, fmt.Errorf("timeout: must be positive, got %s", o.timeout)
+	case o.retention < 0:
+		return o, fmt.Errorf("retention: must not be negative, got %s", o.retention)
+	}
+	return o, nil
+}
+
+// NewImportTask validates p and returns the asynq task that imports it, with
+// its task ID set to p.OutRequestNo.
+func NewImportTask(p Payload, opts ...Option) (*asynq.Task, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode payload: %w", err)
+	}
+	return asynq.NewTask(TypeImport, data,
+		asynq.TaskID(p.OutRequestNo),
+		asynq.Queue(o.queue),
+		asynq.MaxRetry(o.maxRetry),
+		asynq.Timeout(o.timeout),
+		asynq.Retention(o.retention),
+	), nil
+}
