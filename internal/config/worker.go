@@ -1,0 +1,125 @@
+// Package config reads the worker's configuration from the environment
+// variables of design.md, lets flags override them, and checks it all at
+// start with errors that name the variable or flag at fault.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/cardimport/cardimport/internal/redisconn"
+	"github.com/cardimport/cardimport/internal/wechatpay"
+	"github.com/cardimport/cardimport/tasks"
+)
+
+// Worker is the worker's configuration.
+type Worker struct {
+	// Redis connects to the queue. From REDIS_URL or --redis-url.
+	Redis asynq.RedisConnOpt
+	// Queue is the asynq queue to work. Defaults to tasks.DefaultQueue.
+	Queue string
+	// Concurrency is how many imports run at once. Defaults to 20.
+	Concurrency int
+	// RetryMinDelay and RetryMaxDelay bound the backoff of transient
+	// faults. Default to tasks.DefaultRetryMinDelay and
+	// tasks.DefaultRetryMaxDelay.
+	RetryMinDelay, RetryMaxDelay time.Duration
+	// ShutdownTimeout is how long in-flight imports may finish on SIGTERM
+	// before they are handed back to the queue. Defaults to 20 s, inside
+	// the 30 s a container orchestrator usually grants.
+	ShutdownTimeout time.Duration
+	// LogLevel is debug, info, warn or error. Defaults to info.
+	LogLevel string
+	// WeChat is the merchant's identity and keys.
+	WeChat wechatpay.Config
+}
+
+// DefaultConcurrency keeps enough calls in flight to use a per-merchant
+// limit of tens of requests a second at WeChat's usual latency.
+const DefaultConcurrency = 20
+
+// LoadWorker reads the configuration from env and lets args (flags)
+// override it. Usage and flag errors are written to output. All problems are
+// returned together; flag.ErrHelp is returned for -h.
+func LoadWorker(args []string, env func(string) string, output io.Writer) (Worker, error) {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(output)
+	redisURL := fs.String("redis-url", env("REDIS_URL"), "Redis URL (env REDIS_URL)")
+	queue := fs.String("queue", orDefault(env("QUEUE"), tasks.DefaultQueue), "asynq queue to work (env QUEUE)")
+	concurrency := fs.Int("concurrency", DefaultConcurrency, "imports run at once")
+	minDelay := fs.String("retry-min-delay", orDefault(env("RETRY_MIN_DELAY"), tasks.DefaultRetryMinDelay.String()), "shortest retry backoff (env RETRY_MIN_DELAY)")
+	maxDelay := fs.String("retry-max-delay", orDefault(env("RETRY_MAX_DELAY"), tasks.DefaultRetryMaxDelay.String()), "longest retry backoff (env RETRY_MAX_DELAY)")
+	shutdown := fs.Duration("shutdown-timeout", 20*time.Second, "time in-flight imports get to finish on SIGTERM")
+	logLevel := fs.String("log-level", orDefault(env("LOG_LEVEL"), "info"), "debug, info, warn or error (env LOG_LEVEL)")
+	baseURL := fs.String("wechatpay-base-url", env("WECHATPAY_BASE_URL"), "WeChat Pay API base URL (env WECHATPAY_BASE_URL)")
+	if err := fs.Parse(args); err != nil {
+		return Worker{}, err
+	}
+	if fs.NArg() > 0 {
+		return Worker{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+
+	w := Worker{Queue: *queue, Concurrency: *concurrency, ShutdownTimeout: *shutdown, LogLevel: *logLevel}
+	var errs []error
+	var err error
+	if w.Redis, err = redisconn.Parse(*redisURL); err != nil {
+		errs = append(errs, err)
+	}
+	if w.RetryMinDelay, err = parseDuration("RETRY_MIN_DELAY", *minDelay); err != nil {
+		errs = append(errs, err)
+	}
+	if w.RetryMaxDelay, err = parseDuration("RETRY_MAX_DELAY", *maxDelay); err != nil {
+		errs = append(errs, err)
+	}
+	if err == nil && w.RetryMaxDelay < w.RetryMinDelay {
+		errs = append(errs, fmt.Errorf("RETRY_MAX_DELAY: %s is shorter than RETRY_MIN_DELAY %s", w.RetryMaxDelay, w.RetryMinDelay))
+	}
+	if w.Queue == "" {
+		errs = append(errs, errors.New("--queue: must not be empty"))
+	}
+	if w.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("--concurrency: must be at least 1, got %d", w.Concurrency))
+	}
+	if w.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("--shutdown-timeout: must be positive"))
+	}
+	wenv := func(name string) string {
+		if name == "WECHATPAY_BASE_URL" {
+			return *baseURL
+		}
+		return env(name)
+	}
+	if w.WeChat, err = WeChatPay(wenv); err != nil {
+		errs = append(errs, err)
+	} else if err = w.WeChat.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return w, errors.Join(errs...)
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func parseDuration(name, v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		if _, nerr := strconv.Atoi(v); nerr == nil {
+			return 0, fmt.Errorf("%s: %q has no unit (e.g. 2s, 10m)", name, v)
+		}
+		return 0, fmt.Errorf("%s: %q is not a duration (e.g. 2s, 10m)", name, v)
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("%s: must be positive, got %s", name, v)
+	}
+	return d, nil
+}

@@ -1,0 +1,33 @@
+package logging
+
+import (
+	"fmt"
+
+	"github.com/rs/zerolog"
+)
+
+// AsynqLogger adapts a zerolog logger to asynq.Logger, so asynq's own lines
+// (lease recovery, shutdown, Redis errors) come out as the same JSON, tagged
+// component=asynq. asynq's lines carry task ids, never payloads.
+type AsynqLogger struct{ log zerolog.Logger }
+
+// NewAsynqLogger returns an asynq.Logger writing to log.
+func NewAsynqLogger(log zerolog.Logger) *AsynqLogger {
+	return &AsynqLogger{log: log.With().Str("component", "asynq").Logger()}
+}
+
+// Debug implements asynq.Logger.
+func (l *AsynqLogger) Debug(args ...any) { l.log.Debug().Msg(fmt.Sprint(args...)) }
+
+// Info implements asynq.Logger.
+func (l *AsynqLogger) Info(args ...any) { l.log.Info().Msg(fmt.Sprint(args...)) }
+
+// Warn implements asynq.Logger.
+func (l *AsynqLogger) Warn(args ...any) { l.log.Warn().Msg(fmt.Sprint(args...)) }
+
+// Error implements asynq.Logger.
+func (l *AsynqLogger) Error(args ...any) { l.log.Error().Msg(fmt.Sprint(args...)) }
+
+// Fatal implements asynq.Logger. asynq calls it only for unrecoverable
+// setup errors; we log and let asynq exit as it expects.
+func (l *AsynqLogger) Fatal(args ...any) { l.log.Fatal().Msg(fmt.Sprint(args...)) }

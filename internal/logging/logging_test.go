@@ -1,0 +1,37 @@
+package logging_test
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cardimport/cardimport/internal/logging"
+)
+
+func TestMaskOpenID(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, openid, want string }{
+		{name: "typical", openid: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", want: "oUpF****eS6o"},
+		{name: "short hidden whole", openid: "o123456789ab", want: "****"},
+		{name: "empty", openid: "", want: ""},
+		{name: "multibyte", openid: "会员会员会员会员会员会员会员", want: "会员会员****会员会员"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.want, logging.MaskOpenID(tt.openid))
+		})
+	}
+}
+
+func TestNewRejectsUnknownLevel(t *testing.T) {
+	t.Parallel()
+	_, err := logging.New(&bytes.Buffer{}, "loud")
+	require.EqualError(t, err, `log level: unknown level "loud" (debug, info, warn, error)`)
+}
+
+func ExampleMaskOpenID() {
+	fmt.Println(logging.MaskOpenID("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"))
+	// Output: oUpF****eS6o
+}

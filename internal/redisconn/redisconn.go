@@ -1,0 +1,92 @@
+// Package redisconn turns REDIS_URL into asynq's connection options and
+// checks, at start, that the server can carry the queue: asynq's Lua
+// scripts need Redis 6.2 or later, and a server that may evict keys can
+// silently drop queued imports.
+package redisconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// Parse reads a REDIS_URL value (redis://, rediss://, redis-socket://,
+// redis-sentinel://). Its errors name the variable and never repeat the
+// URL, which may hold a password.
+func Parse(raw string) (asynq.RedisConnOpt, error) {
+	if raw == "" {
+		return nil, errors.New("REDIS_URL: is required (redis://host:port/db)")
+	}
+	opt, err := asynq.ParseRedisURI(raw)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		msg := strings.TrimPrefix(err.Error(), "asynq: ")
+		return nil, fmt.Errorf("REDIS_URL: %s (want redis://host:port/db, rediss://…, redis-sentinel://…)", msg)
+	}
+	return opt, nil
+}
+
+// MinVersion is the oldest Redis asynq's scripts run on.
+const MinVersion = "6.2"
+
+// Check connects to the server and verifies its version. It returns
+// warnings an operator should see (eviction policy) and an error naming
+// REDIS_URL when the server cannot be used. A server that does not report
+// its version (an embedded one) is accepted.
+func Check(ctx context.Context, opt asynq.RedisConnOpt) (warnings []string, err error) {
+	rc, ok := opt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return nil, errors.New("REDIS_URL: unsupported connection type")
+	}
+	defer rc.Close()
+	if err := rc.Ping(ctx).Err(); err != nil {
+		return nil, fmt.Errorf("REDIS_URL: cannot reach redis: %w", err)
+	}
+	info, err := rc.Info(ctx, "server").Result()
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: read server info: %w", err)
+	}
+	if v := infoField(info, "redis_version"); v != "" && !atLeast(v, MinVersion) {
+		return nil, fmt.Errorf("REDIS_URL: redis %s is older than %s, which asynq's scripts need", v, MinVersion)
+	}
+	if policy, err := rc.ConfigGet(ctx, "maxmemory-policy").Result(); err == nil {
+		if p := policy["maxmemory-policy"]; p != "" && p != "noeviction" {
+			warnings = append(warnings, fmt.Sprintf("redis maxmemory-policy is %s: under memory pressure redis may evict queued imports; set it to noeviction", p))
+		}
+	}
+	return warnings, nil
+}
+
+func infoField(info, name string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// atLeast compares dotted version numbers.
+func atLeast(version, minimum string) bool {
+	a, b := strings.Split(version, "."), strings.Split(minimum, ".")
+	for i := range b {
+		var x, y int
+		if i < len(a) {
+			x, _ = strconv.Atoi(a[i])
+		}
+		y, _ = strconv.Atoi(b[i])
+		if x != y {
+			return x > y
+		}
+	}
+	return true
+}

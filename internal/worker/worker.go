@@ -1,0 +1,98 @@
+// Package worker wires the import worker together: configuration, logger,
+// Redis checks, the WeChat Pay client, the task handler and the asynq
+// server. cmd/worker only calls Run.
+package worker
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+
+	"github.com/cardimport/cardimport/internal/config"
+	"github.com/cardimport/cardimport/internal/logging"
+	"github.com/cardimport/cardimport/internal/redisconn"
+	"github.com/cardimport/cardimport/internal/wechatpay"
+	"github.com/cardimport/cardimport/tasks"
+)
+
+// Run starts the worker and blocks until ctx is cancelled (SIGTERM,
+// SIGINT), then finishes or hands back in-flight imports and returns nil.
+// Logs go to stdout as JSON; a configuration error is returned.
+func Run(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := config.LoadWorker(args, env, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log, err := logging.New(stdout, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	return Serve(ctx, cfg, log)
+}
+
+// Serve runs a worker with a checked configuration until ctx is cancelled.
+func Serve(ctx context.Context, cfg config.Worker, log zerolog.Logger) error {
+	checkCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	warnings, err := redisconn.Check(checkCtx, cfg.Redis)
+	cancel()
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		log.Warn().Msg(w)
+	}
+
+	client, err := wechatpay.NewClient(ctx, cfg.WeChat)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+
+	handler, err := tasks.NewHandler(tasks.HandlerConfig{Importer: client, Logger: &log})
+	if err != nil {
+		return err
+	}
+	srv := NewServer(cfg, log)
+	mux := asynq.NewServeMux()
+	mux.Handle(tasks.TypeImport, handler)
+	if err := srv.Start(mux); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	log.Info().Str("queue", cfg.Queue).Int("concurrency", cfg.Concurrency).
+		Str("mode", string(client.Mode())).Msg("worker started")
+
+	<-ctx.Done()
+	log.Info().Msg("worker stopping")
+	// Shutdown waits up to ShutdownTimeout for in-flight imports, then hands
+	// the rest back to the queue without spending a retry.
+	srv.Shutdown()
+	log.Info().Msg("worker stopped")
+	return nil
+}
+
+// NewServer returns the asynq server of a worker: the queue, the
+// concurrency, the backoff and the rule that rate limits, systemic faults
+// and expired leases do not spend retries.
+func NewServer(cfg config.Worker, log zerolog.Logger) *asynq.Server {
+	return asynq.NewServer(cfg.Redis, asynq.Config{
+		Concurrency:     cfg.Concurrency,
+		Queues:          map[string]int{cfg.Queue: 1},
+		RetryDelayFunc:  tasks.RetryDelay(cfg.RetryMinDelay, cfg.RetryMaxDelay),
+		IsFailure:       tasks.IsFailure,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Logger:          logging.NewAsynqLogger(log),
+		LogLevel:        asynq.WarnLevel,
+		// Move due retries to pending every second rather than asynq's
+		// default five, so a short backoff is honoured closely.
+		DelayedTaskCheckInterval: time.Second,
+	})
+}
