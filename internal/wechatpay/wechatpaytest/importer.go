@@ -1,0 +1,132 @@
+package wechatpaytest
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+)
+
+// Prefixes that trigger WeChat's permanent refusals, so that tests and
+// sandbox runs can produce each one on purpose.
+const (
+	// CardIDPrefixNotFound: a card_id starting with it does not exist
+	// (404 NOT_FOUND).
+	CardIDPrefixNotFound = "pUNKNOWN"
+	// CardIDPrefixNoAuth: a card_id starting with it belongs to another
+	// merchant (403 NO_AUTH).
+	CardIDPrefixNoAuth = "pNOAUTH"
+	// OpenIDPrefixNoTrade: an openid starting with it has had no WeChat Pay
+	// trade with the merchant in the past year (400 INVALID_REQUEST
+	// MessageNoTrade).
+	OpenIDPrefixNoTrade = "o_notrade_"
+	// OpenIDPrefixMember: an openid starting with it already holds every card
+	// (400 INVALID_REQUEST MessageAlreadyMember).
+	OpenIDPrefixMember = "o_member_"
+)
+
+// Messages of the 400 INVALID_REQUEST refusals.
+const (
+	// MessageAlreadyMember is WeChat's answer when the member already holds
+	// the card. The worker treats it as a success-like final outcome.
+	MessageAlreadyMember = "会员已经领取过该卡"
+	// MessageNoTrade is WeChat's answer when the member has had no WeChat
+	// Pay trade with the merchant in the past year.
+	MessageNoTrade = "用户近一年无微信支付交易，不满足导入条件"
+	// MessageOutRequestNoReused refuses an out_request_no that imported
+	// another member, card or code before.
+	MessageOutRequestNoReused = "out_request_no 已使用，参数不一致 (out_request_no reused with other parameters)"
+	// MessageCodeTaken refuses a code another member of the card holds.
+	MessageCodeTaken = "code 已被其他用户占用 (code held by another member)"
+)
+
+// importResponse is the body of a successful import.
+type importResponse struct {
+	Code string `json:"code"`
+}
+
+func (e *Emulator) handleImport(w http.ResponseWriter, r *http.Request) {
+	body, ok := e.admit(w, r)
+	if !ok {
+		return
+	}
+	e.reply(w, r, "", e.importMember(r.PathValue("card_id"), body))
+}
+
+// importMember decides the answer to a verified import call, in the order
+// the package documentation lists, and changes the state it implies. It
+// holds the lock throughout, so concurrent retries of one out_request_no
+// cannot both import.
+func (e *Emulator) importMember(cardID string, body []byte) answer {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if a, ok := e.faults.takeFailure(); ok {
+		return a
+	}
+	if e.faults.take(&e.faults.accept202) {
+		return answer{status: http.StatusAccepted, forge: e.faults.take(&e.faults.forge)}
+	}
+	req, refused := parseImport(cardID, body)
+	if refused != nil {
+		return *refused
+	}
+	if e.firstAttemptFault(req.OutRequestNo) {
+		return refusal(http.StatusInternalServerError, "SYSTEM_ERROR", "系统错误，请使用相同参数稍后重新调用 (first attempt fault)")
+	}
+	member := memberKey{cardID: cardID, openID: req.OpenID}
+	if rec, seen := e.members.byRequestNo[req.OutRequestNo]; seen {
+		if rec.member != member || rec.givenCode != req.Code {
+			return refusal(http.StatusBadRequest, "INVALID_REQUEST", MessageOutRequestNoReused)
+		}
+		e.stats.Replays++
+		return e.imported(rec.cardCode)
+	}
+	if a, ok := permanentRule(member); ok {
+		return a
+	}
+	if e.members.holds(member) || strings.HasPrefix(req.OpenID, OpenIDPrefixMember) {
+		return refusal(http.StatusBadRequest, "INVALID_REQUEST", MessageAlreadyMember)
+	}
+	cardCode := req.Code
+	if cardCode == "" {
+		cardCode = e.members.newCode(cardID)
+	} else if e.members.codeTaken(cardID, cardCode) {
+		return refusal(http.StatusBadRequest, "INVALID_REQUEST", MessageCodeTaken)
+	}
+	e.members.add(req.OutRequestNo, member, req.Code, cardCode)
+	e.stats.Imports++
+	if e.faults.take(&e.faults.lose) {
+		return refusal(http.StatusInternalServerError, "SYSTEM_ERROR", "系统错误，请使用相同参数稍后重新调用 (answer lost)")
+	}
+	return e.imported(cardCode)
+}
+
+// imported is the 200 answer for a member holding cardCode.
+func (e *Emulator) imported(cardCode string) answer {
+	body, _ := json.Marshal(importResponse{Code: cardCode}) // a string: cannot fail
+	return answer{status: http.StatusOK, body: body, forge: e.faults.take(&e.faults.forge)}
+}
+
+// permanentRule applies the refusals the prefixes trigger.
+func permanentRule(m memberKey) (answer, bool) {
+	switch {
+	case strings.HasPrefix(m.cardID, CardIDPrefixNotFound):
+		return refusal(http.StatusNotFound, "NOT_FOUND", "卡券不存在 (no such card)"), true
+	case strings.HasPrefix(m.cardID, CardIDPrefixNoAuth):
+		return refusal(http.StatusForbidden, "NO_AUTH", "商户无权限操作该卡券 (merchant is not the card's creator)"), true
+	case strings.HasPrefix(m.openID, OpenIDPrefixNoTrade):
+		return refusal(http.StatusBadRequest, "INVALID_REQUEST", MessageNoTrade), true
+	}
+	return answer{}, false
+}
+
+// Seed records that a member already holds a card, imported elsewhere:
+// importing them answers MessageAlreadyMember. Seeded members do not count
+// in ImportCount or Members.
+func (e *Emulator) Seed(cardID, openid string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	k := memberKey{cardID: cardID, openID: openid}
+	if !e.members.holds(k) {
+		e.members.holders[k] = ""
+	}
+}

@@ -1,0 +1,63 @@
+package wechatpaytest
+
+import (
+	"encoding/json"
+	"maps"
+	"net/http"
+)
+
+// Stats counts what the emulator did.
+type Stats struct {
+	// Requests is every request but GET /stats, whatever its answer.
+	Requests int `json:"requests"`
+	// Imports is how many members were newly imported, including those
+	// whose answer LoseNextAnswers dropped or ForgeNext forged.
+	Imports int `json:"imports"`
+	// Replays is how many repeated out_request_nos were answered with their
+	// first import again.
+	Replays int `json:"replays"`
+	// Members is how many distinct members were imported (Seed excluded).
+	Members int `json:"members"`
+	// Refusals counts error answers by WeChat code: SIGN_ERROR,
+	// RATELIMIT_EXCEEDED, SYSTEM_ERROR, PARAM_ERROR, INVALID_REQUEST, …
+	Refusals map[string]int `json:"refusals"`
+}
+
+// Stats returns a snapshot of the counters.
+func (e *Emulator) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.stats
+	s.Members = len(e.members.imports)
+	s.Refusals = maps.Clone(e.stats.Refusals)
+	return s
+}
+
+// ImportCount returns how many times a member was newly imported. Whatever
+// retries, lost answers and forged signatures an import went through, it
+// must end at exactly 1.
+func (e *Emulator) ImportCount(cardID, openid string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.members.imports[memberKey{cardID: cardID, openID: openid}]
+}
+
+// Members returns how many distinct members were imported, seeded members
+// excluded.
+func (e *Emulator) Members() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.members.imports)
+}
+
+// handleStats serves Stats as JSON, unsigned and without authorization, so
+// that a sandbox run can be checked from outside the process.
+func (e *Emulator) handleStats(w http.ResponseWriter, _ *http.Request) {
+	body, err := json.Marshal(e.Stats())
+	if err != nil {
+		http.Error(w, "encode stats: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(body)
+}
