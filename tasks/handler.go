@@ -72,10 +72,17 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	log = log.With().Str("out_request_no", p.OutRequestNo).Str("card_id", p.CardID).Logger()
 
+	req := wechatpay.ImportRequest{CardID: p.CardID, OpenID: p.OpenID, Code: p.Code, OutRequestNo: p.OutRequestNo}
 	start := time.Now()
-	res, err := h.importer.Import(ctx, wechatpay.ImportRequest{
-		CardID: p.CardID, OpenID: p.OpenID, Code: p.Code, OutRequestNo: p.OutRequestNo,
-	})
+	res, err := h.importer.Import(ctx, req)
+	for lastAttempt(ctx) && !IsFailure(err) && err != nil && pause(ctx, inPlaceDelay(err)) {
+		// asynq archives any error on a task's last attempt, even one that
+		// IsFailure says is not the task's fault. So on that attempt a rate
+		// limit or a systemic fault is waited out here, for as long as the
+		// attempt may last, instead of being returned.
+		log.Warn().Str("outcome", wechatpay.KindOf(err).String()).Msg("last attempt waits in place")
+		res, err = h.importer.Import(ctx, req)
+	}
 	duration := time.Since(start)
 	if err == nil {
 		log.Info().Str("outcome", string(OutcomeImported)).Str("request_id", res.RequestID).Dur("duration", duration).Msg("import done")
@@ -128,4 +135,35 @@ func writeResult(t *asynq.Task, r Result) error {
 		}
 	}
 	return nil
+}
+
+// lastAttempt reports whether asynq will archive the task on any error.
+func lastAttempt(ctx context.Context) bool {
+	retried, ok1 := asynq.GetRetryCount(ctx)
+	maxRetry, ok2 := asynq.GetMaxRetry(ctx)
+	return ok1 && ok2 && retried >= maxRetry
+}
+
+// inPlaceDelay is how long a last attempt waits before calling again.
+func inPlaceDelay(err error) time.Duration {
+	if wechatpay.KindOf(err) == wechatpay.KindRateLimited {
+		return jitter(rateLimitedDelay)
+	}
+	return jitter(systemicInPlaceDelay)
+}
+
+// pause waits d, and reports false when the attempt's deadline would pass
+// before the next call could finish, or ctx ends.
+func pause(ctx context.Context, d time.Duration) bool {
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d+wechatpay.DefaultHTTPTimeout {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }

@@ -29,6 +29,9 @@ const (
 	// systemicDelay spaces out calls that will fail the same way until an
 	// operator fixes the key, the serial or the clock.
 	systemicDelay = 30 * time.Second
+	// systemicInPlaceDelay is shorter, as a last attempt has only its own
+	// timeout to wait in.
+	systemicInPlaceDelay = 5 * time.Second
 )
 
 // IsFailure tells asynq whether an error spends the task's retry budget. A

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/wechatpay-apiv3/wechatpay-go/core"
+	"github.com/wechatpay-apiv3/wechatpay-go/core/auth"
 	"github.com/wechatpay-apiv3/wechatpay-go/core/auth/signers"
 	"github.com/wechatpay-apiv3/wechatpay-go/core/auth/validators"
 	"github.com/wechatpay-apiv3/wechatpay-go/core/auth/verifiers"
@@ -198,23 +199,32 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 // wechatpay-go's process-wide singleton, which always calls the production
 // host: ours sends /v3/certificates through a transport that rewrites that
 // host to base, so WECHATPAY_BASE_URL works in this mode too.
+//
+// Nothing can verify the very first download's signature, since the
+// certificates are what it fetches; what vouches for them is their AES-GCM
+// encryption under the merchant's APIv3 key. We take that bootstrap set only
+// to verify a second download, the one the manager keeps and refreshes, so
+// every certificate the client trusts came in a signed, verified answer.
 func newDownloaderMgr(ctx context.Context, signer *signers.SHA256WithRSASigner, cfg Config, base *url.URL, hc *http.Client) (*downloader.CertificateDownloaderMgr, error) {
 	rewritten := *hc
 	rewritten.Transport = &hostRewriter{to: base, next: transportOf(hc)}
-	// The first download cannot be verified with certificates we do not yet
-	// have; like wechatpay-go's own downloader, it trusts the AES-GCM
-	// encryption under the APIv3 key instead. Later refreshes are verified
-	// with the downloaded certificates.
-	dc, err := core.NewClientWithDialSettings(ctx, &core.DialSettings{
-		Signer:     signer,
-		Validator:  &validators.NullValidator{},
-		HTTPClient: &rewritten,
-	})
+	newClient := func(v auth.Validator) (*core.Client, error) {
+		return core.NewClientWithDialSettings(ctx, &core.DialSettings{Signer: signer, Validator: v, HTTPClient: &rewritten})
+	}
+	bootClient, err := newClient(&validators.NullValidator{})
+	if err != nil {
+		return nil, fmt.Errorf("certificate downloader: %w", err)
+	}
+	boot, err := downloader.NewCertificateDownloaderWithClient(ctx, bootClient, cfg.APIv3Key)
+	if err != nil {
+		return nil, fmt.Errorf("WECHATPAY_APIV3_KEY_FILE: download platform certificates: %s", describe(err))
+	}
+	verified, err := newClient(validators.NewWechatPayResponseValidator(verifiers.NewSHA256WithRSAVerifier(boot)))
 	if err != nil {
 		return nil, fmt.Errorf("certificate downloader: %w", err)
 	}
 	mgr := downloader.NewCertificateDownloaderMgr(context.WithoutCancel(ctx))
-	if err := mgr.RegisterDownloaderWithClient(ctx, dc, cfg.MchID, cfg.APIv3Key); err != nil {
+	if err := mgr.RegisterDownloaderWithClient(ctx, verified, cfg.MchID, cfg.APIv3Key); err != nil {
 		mgr.Stop()
 		return nil, fmt.Errorf("WECHATPAY_APIV3_KEY_FILE: download platform certificates: %s", describe(err))
 	}

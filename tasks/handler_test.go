@@ -1,0 +1,317 @@
+package tasks_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cardimport/cardimport/internal/config"
+	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/wechatpay"
+	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
+	"github.com/cardimport/cardimport/internal/worker"
+	"github.com/cardimport/cardimport/tasks"
+)
+
+const testCard = "pbLatjvWOibDc5-TBnbUk1pD12o0"
+
+// testBundle is one worker on its own queue, against its own emulator.
+type testBundle struct {
+	srv    *wechatpaytest.Server
+	client *asynq.Client
+	insp   *asynq.Inspector
+	queue  string
+	logs   *syncBuffer
+}
+
+type setupOpts struct {
+	emulator []wechatpaytest.Option
+	// mchKey replaces the merchant key the worker signs with.
+	mchKey *rsa.PrivateKey
+}
+
+func setup(t *testing.T, o setupOpts) *testBundle {
+	t.Helper()
+	r := redistest.New(t)
+	b := &testBundle{queue: r.Queue(t), logs: &syncBuffer{}}
+	b.srv = wechatpaytest.NewServer(wechatpaytest.TestKeys(t), o.emulator...)
+	t.Cleanup(b.srv.Close)
+
+	wcfg := b.srv.ClientConfig(wechatpay.ModePublicKey)
+	if o.mchKey != nil {
+		wcfg.MchPrivateKey = o.mchKey
+	}
+	wc, err := wechatpay.NewClient(context.Background(), wcfg)
+	require.NoError(t, err)
+	t.Cleanup(wc.Close)
+
+	log := zerolog.New(b.logs)
+	h, err := tasks.NewHandler(tasks.HandlerConfig{Importer: wc, Logger: &log})
+	require.NoError(t, err)
+	srv := worker.NewServer(config.Worker{
+		Redis: r.Opt, Queue: b.queue, Concurrency: 4,
+		RetryMinDelay: 10 * time.Millisecond, RetryMaxDelay: 50 * time.Millisecond,
+		ShutdownTimeout: 5 * time.Second,
+	}, log)
+	mux := asynq.NewServeMux()
+	mux.Handle(tasks.TypeImport, h)
+	require.NoError(t, srv.Start(mux))
+	t.Cleanup(srv.Shutdown)
+
+	b.client = asynq.NewClient(r.Opt)
+	t.Cleanup(func() { _ = b.client.Close() })
+	b.insp = asynq.NewInspector(r.Opt)
+	t.Cleanup(func() { _ = b.insp.Close() })
+	t.Cleanup(func() {
+		// Whatever happened, no log line may carry an openid.
+		require.NotContains(t, b.logs.String(), "oUpF8u")
+		require.NotContains(t, b.logs.String(), wechatpaytest.OpenIDPrefixNoTrade)
+	})
+	return b
+}
+
+var seq atomic.Int64
+
+func member(openid string) tasks.Payload {
+	return tasks.Payload{CardID: testCard, OpenID: openid, OutRequestNo: fmt.Sprintf("1900000001-20261128-%06d", seq.Add(1))}
+}
+
+func (b *testBundle) enqueue(t *testing.T, p tasks.Payload, opts ...tasks.Option) {
+	t.Helper()
+	task, err := tasks.NewImportTask(p, append([]tasks.Option{tasks.WithQueue(b.queue)}, opts...)...)
+	require.NoError(t, err)
+	_, err = b.client.Enqueue(task)
+	require.NoError(t, err)
+}
+
+// waitState polls the task until it reaches state, as an operator's
+// `enqueue status` would, and fails after a deadline.
+func (b *testBundle) waitState(t *testing.T, id string, state asynq.TaskState) *asynq.TaskInfo {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	var last *asynq.TaskInfo
+	for time.Now().Before(deadline) {
+		info, err := b.insp.GetTaskInfo(b.queue, id)
+		if err == nil {
+			last = info
+			if info.State == state {
+				return info
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if last != nil {
+		t.Fatalf("task %s: state %s after 20s, want %s (retried %d, last error %q)", id, last.State, state, last.Retried, last.LastErr)
+	}
+	t.Fatalf("task %s not found", id)
+	return nil
+}
+
+func result(t *testing.T, info *asynq.TaskInfo) tasks.Result {
+	t.Helper()
+	r, err := tasks.DecodeResult(info.Result)
+	require.NoError(t, err)
+	return r
+}
+
+func TestHandlerImports(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	p := member("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
+	b.enqueue(t, p)
+	info := b.waitState(t, p.OutRequestNo, asynq.TaskStateCompleted)
+	r := result(t, info)
+	require.Equal(t, tasks.OutcomeImported, r.Outcome)
+	require.Regexp(t, `^[0-9]{12}$`, r.Code)
+	require.Equal(t, 0, info.Retried)
+	require.Equal(t, 1, b.srv.ImportCount(testCard, p.OpenID))
+	require.Contains(t, b.logs.String(), `"outcome":"imported"`)
+}
+
+func TestHandlerRetriesUnderTheSameOutRequestNo(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		fault       func(e *wechatpaytest.Server)
+		wantRetried int
+		wantReplays int
+	}{
+		// A replay can only happen when the retry sends the number WeChat
+		// has already seen: Replays == 1 proves the same out_request_no.
+		{name: "lost answer then retry", fault: func(s *wechatpaytest.Server) { s.LoseNextAnswers(1) }, wantRetried: 1, wantReplays: 1},
+		{name: "forged answer then retry", fault: func(s *wechatpaytest.Server) { s.ForgeNext(1) }, wantRetried: 1, wantReplays: 1},
+		{name: "two system errors", fault: func(s *wechatpaytest.Server) { s.FailNext(2, 500, "SYSTEM_ERROR", "系统错误") }, wantRetried: 2},
+		{name: "503 then 202", fault: func(s *wechatpaytest.Server) {
+			s.FailNext(1, 503, "SERVICE_UNAVAILABLE", "服务不可用")
+			s.Accept202Next(1)
+		}, wantRetried: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, setupOpts{})
+			tt.fault(b.srv)
+			p := member("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
+			b.enqueue(t, p)
+			info := b.waitState(t, p.OutRequestNo, asynq.TaskStateCompleted)
+			require.Equal(t, tasks.OutcomeImported, result(t, info).Outcome)
+			require.Equal(t, tt.wantRetried, info.Retried)
+			require.Equal(t, 1, b.srv.ImportCount(testCard, p.OpenID), "imported exactly once")
+			require.Equal(t, tt.wantReplays, b.srv.Stats().Replays)
+		})
+	}
+}
+
+func TestHandlerRateLimitDoesNotSpendRetries(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	b.srv.FailNext(2, 429, "RATELIMIT_EXCEEDED", "频率超限")
+	p := member("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
+	// A budget of one: had the 429s counted, the task would be archived.
+	b.enqueue(t, p, tasks.WithMaxRetry(1))
+	info := b.waitState(t, p.OutRequestNo, asynq.TaskStateCompleted)
+	require.Equal(t, 0, info.Retried)
+	require.Equal(t, 2, b.srv.Stats().Refusals["RATELIMIT_EXCEEDED"])
+}
+
+func TestHandlerArchivesPermanentRefusalWithReason(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	p := member(wechatpaytest.OpenIDPrefixNoTrade + "oUpF8uMuAJO")
+	b.enqueue(t, p)
+	info := b.waitState(t, p.OutRequestNo, asynq.TaskStateArchived)
+	require.Equal(t, 0, info.Retried, "archived at once, not retried")
+	require.Contains(t, info.LastErr, "http 400 INVALID_REQUEST: "+wechatpaytest.MessageNoTrade)
+	require.Regexp(t, `\[request_id [^\]]+\]`, info.LastErr)
+	require.NotContains(t, info.LastErr, p.OpenID)
+	require.Equal(t, 0, b.srv.Stats().Imports)
+}
+
+func TestHandlerArchivesWhenRetriesRunOut(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	b.srv.FailNext(10, 503, "SERVICE_UNAVAILABLE", "服务不可用")
+	p := member("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
+	b.enqueue(t, p, tasks.WithMaxRetry(2))
+	info := b.waitState(t, p.OutRequestNo, asynq.TaskStateArchived)
+	require.Equal(t, 2, info.Retried)
+	require.Contains(t, info.LastErr, "http 503 SERVICE_UNAVAILABLE")
+}
+
+func TestHandlerCompletesAlreadyMember(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	p := member("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
+	b.srv.Seed(testCard, p.OpenID)
+	b.enqueue(t, p)
+	info := b.waitState(t, p.OutRequestNo, asynq.TaskStateCompleted)
+	require.Equal(t, tasks.Result{Outcome: tasks.OutcomeAlreadyMember}, result(t, info))
+	require.Equal(t, 0, info.Retried)
+	require.Equal(t, 0, b.srv.Stats().Imports)
+}
+
+func TestDuplicateEnqueueIsRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	p := member("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
+	b.enqueue(t, p)
+	task, err := tasks.NewImportTask(p, tasks.WithQueue(b.queue))
+	require.NoError(t, err)
+	_, err = b.client.Enqueue(task)
+	require.ErrorIs(t, err, asynq.ErrTaskIDConflict, "queued twice")
+	b.waitState(t, p.OutRequestNo, asynq.TaskStateCompleted)
+	_, err = b.client.Enqueue(task)
+	require.ErrorIs(t, err, asynq.ErrTaskIDConflict, "finished within retention")
+	require.Equal(t, 1, b.srv.Stats().Requests)
+}
+
+func TestSignErrorArchivesNothing(t *testing.T) {
+	t.Parallel()
+	other, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	b := setup(t, setupOpts{mchKey: other})
+	var ids []string
+	for i := 0; i < 5; i++ {
+		p := member(fmt.Sprintf("oUpF8uMuAJO_M2pxb1Q9zNjW%04d", i))
+		b.enqueue(t, p, tasks.WithMaxRetry(1))
+		ids = append(ids, p.OutRequestNo)
+	}
+	for _, id := range ids {
+		info := b.waitState(t, id, asynq.TaskStateRetry)
+		require.Equal(t, 0, info.Retried, "no retry spent")
+		require.Contains(t, info.LastErr, "http 401 SIGN_ERROR")
+	}
+	q, err := b.insp.GetQueueInfo(b.queue)
+	require.NoError(t, err)
+	require.Equal(t, 0, q.Archived)
+	logs := b.logs.String()
+	require.Contains(t, logs, `"level":"error"`)
+	require.Contains(t, logs, "wechat pay refuses our signature")
+	require.Contains(t, logs, "hint: check WECHATPAY_MCH_PRIVATE_KEY_FILE")
+}
+
+// TestLastAttemptWaitsOutARateLimit: asynq archives any error on a task's
+// last attempt, so there the handler waits a 429 out in place.
+func TestLastAttemptWaitsOutARateLimit(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	b.srv.FailNext(2, 429, "RATELIMIT_EXCEEDED", "频率超限")
+	p := member("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
+	b.enqueue(t, p, tasks.WithMaxRetry(0))
+	info := b.waitState(t, p.OutRequestNo, asynq.TaskStateCompleted)
+	require.Equal(t, tasks.OutcomeImported, result(t, info).Outcome)
+	require.Contains(t, b.logs.String(), "last attempt waits in place")
+}
+
+func TestPoisonPayloadIsArchivedAndTheQueueGoesOn(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	tests := []struct {
+		name    string
+		payload string
+		want    string
+	}{
+		{name: "not json", payload: "{oops", want: "payload rejected: invalid payload: not a JSON import payload"},
+		{name: "invalid member", payload: `{"card_id":"` + testCard + `","openid":"","out_request_no":"x1"}`, want: "payload rejected: openid: is required"},
+	}
+	for i, tt := range tests {
+		id := fmt.Sprintf("poison-%d", i)
+		_, err := b.client.Enqueue(asynq.NewTask(tasks.TypeImport, []byte(tt.payload)), asynq.Queue(b.queue), asynq.TaskID(id))
+		require.NoError(t, err)
+		info := b.waitState(t, id, asynq.TaskStateArchived)
+		require.Contains(t, info.LastErr, tt.want, tt.name)
+		require.Equal(t, 0, info.Retried)
+	}
+	p := member("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
+	b.enqueue(t, p)
+	b.waitState(t, p.OutRequestNo, asynq.TaskStateCompleted)
+}
+
+// syncBuffer is a log sink safe for the worker's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Clone(s.buf.String())
+}
