@@ -51,12 +51,15 @@ func Check(ctx context.Context, opt asynq.RedisConnOpt) (warnings []string, err 
 	if err := rc.Ping(ctx).Err(); err != nil {
 		return nil, fmt.Errorf("REDIS_URL: cannot reach redis: %w", err)
 	}
+	// Some servers (an embedded one, some managed offerings) do not
+	// answer INFO server; they get a warning rather than a refusal.
 	info, err := rc.Info(ctx, "server").Result()
-	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL: read server info: %w", err)
-	}
-	if v := infoField(info, "redis_version"); v != "" && !atLeast(v, MinVersion) {
-		return nil, fmt.Errorf("REDIS_URL: redis %s is older than %s, which asynq's scripts need", v, MinVersion)
+	version := infoField(info, "redis_version")
+	switch {
+	case err != nil || version == "":
+		warnings = append(warnings, "redis did not report its version; asynq needs "+MinVersion+" or later")
+	case !atLeast(version, MinVersion):
+		return nil, fmt.Errorf("REDIS_URL: redis %s is older than %s, which asynq's scripts need", version, MinVersion)
 	}
 	if policy, err := rc.ConfigGet(ctx, "maxmemory-policy").Result(); err == nil {
 		if p := policy["maxmemory-policy"]; p != "" && p != "noeviction" {

@@ -105,7 +105,7 @@ func TestReadEnvFile(t *testing.T) {
 
 			if tt.wantErr != "" {
 				require.ErrorContains(t, err, tt.wantErr)
-				require.False(t, strings.Contains(err.Error(), "=1"), "errors do not quote values")
+				require.False(t, strings.Contains(err.Error(), "A=1"), "errors do not quote values")
 				return
 			}
 			require.NoError(t, err)
