@@ -68,7 +68,7 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 	w := Worker{Queue: *queue, Concurrency: *concurrency, ShutdownTimeout: *shutdown, LogLevel: *logLevel}
 	var errs []error
 	var err error
-	if w.Redis, err = redisconn.Parse(*redisURL); err != nil {
+	if w.Redis, err = redisconn.Parse("REDIS_URL", *redisURL); err != nil {
 		errs = append(errs, err)
 	}
 	if w.RetryMinDelay, err = parseDuration("RETRY_MIN_DELAY", *minDelay); err != nil {

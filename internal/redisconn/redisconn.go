@@ -16,21 +16,24 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Parse reads a REDIS_URL value (redis://, rediss://, redis-socket://,
-// redis-sentinel://). Its errors name the variable and never repeat the
-// URL, which may hold a password.
-func Parse(raw string) (asynq.RedisConnOpt, error) {
+// Parse reads a Redis URL (redis://, rediss://, redis-socket://,
+// redis-sentinel://) given by source, the variable or flag it came from.
+// Its errors name source and never repeat the URL, which may hold a
+// password.
+func Parse(source, raw string) (asynq.RedisConnOpt, error) {
 	if raw == "" {
-		return nil, errors.New("REDIS_URL: is required (redis://host:port/db)")
+		return nil, fmt.Errorf("%s: is required (redis://host:port/db)", source)
 	}
 	opt, err := asynq.ParseRedisURI(raw)
 	if err != nil {
+		// url.Error quotes the whole URL, password included; its cause
+		// does not.
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
 			err = uerr.Err
 		}
 		msg := strings.TrimPrefix(err.Error(), "asynq: ")
-		return nil, fmt.Errorf("REDIS_URL: %s (want redis://host:port/db, rediss://…, redis-sentinel://…)", msg)
+		return nil, fmt.Errorf("%s: %s (want redis://host:port/db, rediss://…, redis-sentinel://…)", source, msg)
 	}
 	return opt, nil
 }

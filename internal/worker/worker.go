@@ -94,5 +94,10 @@ func NewServer(cfg config.Worker, log zerolog.Logger) *asynq.Server {
 		// Move due retries to pending every second rather than asynq's
 		// default five, so a short backoff is honoured closely.
 		DelayedTaskCheckInterval: time.Second,
+		HealthCheckFunc: func(err error) {
+			if err != nil {
+				log.Error().Err(err).Msg("redis unreachable")
+			}
+		},
 	})
 }

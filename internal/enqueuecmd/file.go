@@ -1,0 +1,317 @@
+package enqueuecmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/cardimport/cardimport/internal/memberfile"
+	"github.com/cardimport/cardimport/tasks"
+)
+
+const fileAbout = `Enqueues the import of every member in PATH (- for standard input): CSV
+with a header row naming the columns card_id, openid, code (optional) and
+out_request_no in any order, or JSON lines with those keys (by extension:
+.jsonl, .ndjson and .json are JSON lines; --format overrides).
+
+Each invalid row is named on standard error as "line L: FIELD: problem",
+and the valid rows are still enqueued. A row whose out_request_no is already
+in the queue, or repeats one earlier in the file, counts as a duplicate.
+The last line on standard output is
+  enqueued=N duplicates=M invalid=K`
+
+// defaultConcurrency is how many enqueues are in flight at once. Each is
+// one Redis round trip, so a handful hide the latency; more only add load
+// on the Redis the workers share.
+const defaultConcurrency = 16
+
+func runFile(ctx context.Context, c *cli, args []string) int {
+	fs := newFlagSet(c, "file", "[flags] PATH", fileAbout)
+	var rf redisFlags
+	rf.register(fs, c.getenv)
+	var tf taskFlags
+	tf.register(fs)
+	formatName := fs.String("format", "", "`format` of the file, csv or jsonl (default by the extension; csv for -)")
+	cardID := fs.String("card-id", "", "`card` of rows without one: every row when the file has no card_id column, else rows whose card_id is empty")
+	concurrency := fs.Int("concurrency", defaultConcurrency, "`number` of enqueues in flight at once")
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	if fs.NArg() != 1 {
+		c.errorf("file: want one PATH (- for standard input), got %d arguments; flags go before it", fs.NArg())
+		return exitInvalid
+	}
+	path := fs.Arg(0)
+	format := memberfile.FormatFromPath(path)
+	if *formatName != "" {
+		var err error
+		if format, err = memberfile.ParseFormat(*formatName); err != nil {
+			c.errorf("--format: %v", err)
+			return exitInvalid
+		}
+	}
+	if *concurrency < 1 {
+		c.errorf("--concurrency: must be at least 1, got %d", *concurrency)
+		return exitInvalid
+	}
+	opts, err := tf.options(rf.queue)
+	if err != nil {
+		c.errorf("%v", err)
+		return exitInvalid
+	}
+
+	im := &fileImport{opts: opts, workers: *concurrency, stderr: c.stderr, stop: make(chan struct{})}
+	code := im.importFile(ctx, c, rf, path, format, *cardID)
+	enqueued, duplicates, invalid := im.counts()
+	fmt.Fprintf(c.stdout, "enqueued=%d duplicates=%d invalid=%d\n", enqueued, duplicates, invalid)
+	return code
+}
+
+// errInterrupted stops an import when the command's context is cancelled.
+var errInterrupted = errors.New("interrupted")
+
+// fileImport is one run of `enqueue file`.
+//
+// One goroutine reads the file, reports invalid rows in line order and
+// hands valid ones to a pool of workers that enqueue them. A row goes to
+// the worker its out_request_no hashes to, so that rows repeating a number
+// are enqueued in file order: the first is imported and the later ones are
+// its duplicates, whatever the timing.
+type fileImport struct {
+	client  *asynq.Client
+	opts    []tasks.Option
+	workers int
+
+	enqueued   atomic.Int64
+	duplicates atomic.Int64
+
+	// stop is closed on the first failure or on interruption; reader and
+	// workers then take no new row.
+	stop     chan struct{}
+	stopOnce sync.Once
+
+	// mu guards what follows, and serialises writes to stderr.
+	mu      sync.Mutex
+	stderr  io.Writer
+	invalid int64
+	err     error
+	// closed is set when the import has returned. The reader may still be
+	// blocked reading standard input; what it finds after that is
+	// neither counted nor printed.
+	closed bool
+}
+
+// job is a valid row on its way to a worker.
+type job struct {
+	line    int
+	payload tasks.Payload
+}
+
+// importFile imports the file at path and returns the exit code.
+func (im *fileImport) importFile(ctx context.Context, c *cli, rf redisFlags, path string, format memberfile.Format, cardID string) int {
+	connOpt, err := rf.connOpt(c.getenv)
+	if err != nil {
+		c.errorf("%v", err)
+		return exitFailure
+	}
+	src, name, err := c.open(path)
+	if err != nil {
+		c.errorf("%v", err)
+		return exitFailure
+	}
+	defer src.Close()
+	r, err := memberfile.NewReader(src, format, memberfile.WithDefaultCardID(cardID))
+	if err != nil {
+		var fe *tasks.FieldError
+		if errors.As(err, &fe) {
+			c.errorf("--card-id: %s", fe.Problem)
+			return exitInvalid
+		}
+		c.errorf("%s: %v", name, err)
+		return exitFailure
+	}
+	im.client = asynq.NewClient(connOpt)
+	defer im.client.Close()
+	// Find out now, not at the first row, that Redis cannot be reached.
+	if err := im.client.Ping(); err != nil {
+		c.errorf("redis: %v", err)
+		return exitFailure
+	}
+	if err := im.run(ctx, r); err != nil {
+		if !errors.Is(err, errInterrupted) {
+			err = fmt.Errorf("%s: %w", name, err)
+		}
+		c.errorf("%v", err)
+		return exitFailure
+	}
+	if _, _, invalid := im.counts(); invalid > 0 {
+		return exitInvalid
+	}
+	return exitOK
+}
+
+// open opens the member file; "-" is standard input, which is not closed.
+func (c *cli) open(path string) (io.ReadCloser, string, error) {
+	if path == "-" {
+		return io.NopCloser(c.stdin), "standard input", nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, "", err
+	}
+	return f, path, nil
+}
+
+// run enqueues the rows of r and returns the first failure, or
+// errInterrupted when ctx is cancelled first.
+func (im *fileImport) run(ctx context.Context, r *memberfile.Reader) error {
+	shards := make([]chan job, im.workers)
+	var wg sync.WaitGroup
+	for i := range shards {
+		shards[i] = make(chan job, 8)
+		wg.Go(func() { im.work(ctx, shards[i]) })
+	}
+	readDone := make(chan error, 1)
+	go func() { readDone <- im.read(r, shards) }()
+
+	// The reader is not waited for once the import stops: it may be
+	// blocked on a terminal or a pipe that never ends.
+	select {
+	case err := <-readDone:
+		if err != nil {
+			im.fail(err)
+		}
+	case <-im.stop:
+	case <-ctx.Done():
+		im.fail(errInterrupted)
+	}
+	workersDone := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(workersDone)
+	}()
+	select {
+	case <-workersDone:
+	case <-ctx.Done():
+		im.fail(errInterrupted)
+		<-workersDone
+	}
+
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	im.closed = true
+	return im.err
+}
+
+// read hands the file's valid rows to the workers and reports the invalid
+// ones, until the end of the file, a read error, or stop.
+func (im *fileImport) read(r *memberfile.Reader, shards []chan job) error {
+	defer func() {
+		for _, ch := range shards {
+			close(ch)
+		}
+	}()
+	for !im.stopped() {
+		row, err := r.Next()
+		switch {
+		case err == io.EOF:
+			return nil
+		case err != nil:
+			return err
+		case im.stopped():
+			return nil
+		case row.Err != nil:
+			im.refuse(row)
+			continue
+		}
+		select {
+		case shards[shardOf(row.Payload.OutRequestNo, len(shards))] <- job{line: row.Line, payload: row.Payload}:
+		case <-im.stop:
+			return nil
+		}
+	}
+	return nil
+}
+
+// work enqueues the jobs of one shard.
+func (im *fileImport) work(ctx context.Context, jobs <-chan job) {
+	// An enqueue once begun runs to its end even if ctx is cancelled, so
+	// that the summary counts exactly what reached Redis; each is one
+	// round trip, bounded by the Redis client's timeouts.
+	ctx = context.WithoutCancel(ctx)
+	for !im.stopped() {
+		var j job
+		var ok bool
+		select {
+		case j, ok = <-jobs:
+			if !ok {
+				return
+			}
+		case <-im.stop:
+			return
+		}
+		duplicate, err := enqueue(ctx, im.client, j.payload, im.opts)
+		switch {
+		case err != nil:
+			im.fail(fmt.Errorf("line %d: %w", j.line, err))
+			return
+		case duplicate:
+			im.duplicates.Add(1)
+		default:
+			im.enqueued.Add(1)
+		}
+	}
+}
+
+func (im *fileImport) stopped() bool {
+	select {
+	case <-im.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// fail records the first failure and stops the import.
+func (im *fileImport) fail(err error) {
+	im.mu.Lock()
+	if im.err == nil {
+		im.err = err
+	}
+	im.mu.Unlock()
+	im.stopOnce.Do(func() { close(im.stop) })
+}
+
+// refuse counts an invalid row and names it on stderr. The message names
+// the line, the field and the problem, never the value.
+func (im *fileImport) refuse(row memberfile.Row) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	if im.closed {
+		return
+	}
+	im.invalid++
+	fmt.Fprintln(im.stderr, row.Err)
+}
+
+func (im *fileImport) counts() (enqueued, duplicates, invalid int64) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	return im.enqueued.Load(), im.duplicates.Load(), im.invalid
+}
+
+// shardOf picks the worker for an out_request_no (FNV-1a).
+func shardOf(outRequestNo string, n int) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(outRequestNo); i++ {
+		h ^= uint32(outRequestNo[i])
+		h *= 16777619
+	}
+	return int(h % uint32(n))
+}

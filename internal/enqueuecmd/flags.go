@@ -1,0 +1,103 @@
+package enqueuecmd
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/cardimport/cardimport/internal/redisconn"
+	"github.com/cardimport/cardimport/tasks"
+)
+
+// newFlagSet returns the flag set of a subcommand. Parse errors and -h
+// print on standard error, as flag does, followed by the usage.
+func newFlagSet(c *cli, name, args, about string) *flag.FlagSet {
+	fs := flag.NewFlagSet("enqueue "+name, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(c.stderr, "usage: enqueue %s %s\n\n%s\n\nflags:\n", name, args, about)
+		fs.PrintDefaults()
+		fmt.Fprint(c.stderr, envHelp, exitHelp)
+	}
+	return fs
+}
+
+// parseFlags parses args into fs. done is set when the command should stop
+// and exit with code: after -h (0) or a bad flag (2).
+func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK, true
+	case err != nil:
+		return exitInvalid, true
+	}
+	return 0, false
+}
+
+// redisFlags say where tasks go: which Redis, which queue.
+type redisFlags struct {
+	url   string
+	queue string
+}
+
+func (f *redisFlags) register(fs *flag.FlagSet, getenv func(string) string) {
+	queue := getenv("QUEUE")
+	if queue == "" {
+		queue = tasks.DefaultQueue
+	}
+	// The default is not shown as $REDIS_URL's value: it may hold a
+	// password, and usage goes to terminals and CI logs.
+	fs.StringVar(&f.url, "redis-url", "", "Redis `URL` to enqueue into (default $REDIS_URL)")
+	fs.StringVar(&f.queue, "queue", queue, "`name` of the queue to enqueue into; $QUEUE sets the default")
+}
+
+// connOpt returns how to reach Redis. Its errors name where the URL came
+// from but never repeat it, since it may hold a password.
+func (f *redisFlags) connOpt(getenv func(string) string) (asynq.RedisConnOpt, error) {
+	source, uri := "--redis-url", f.url
+	if uri == "" {
+		source, uri = "REDIS_URL", getenv("REDIS_URL")
+	}
+	if uri == "" {
+		return nil, errors.New("REDIS_URL: not set (set it, or pass --redis-url)")
+	}
+	return redisconn.Parse(source, uri)
+}
+
+// taskFlags set the options of the tasks a command creates.
+type taskFlags struct {
+	maxRetry  int
+	timeout   time.Duration
+	retention time.Duration
+}
+
+func (f *taskFlags) register(fs *flag.FlagSet) {
+	fs.IntVar(&f.maxRetry, "max-retry", tasks.DefaultMaxRetry, "retries of a transient fault before a task is archived")
+	fs.DurationVar(&f.timeout, "timeout", tasks.DefaultTimeout, "bound of one import attempt")
+	fs.DurationVar(&f.retention, "retention", tasks.DefaultRetention, "how long a finished task and its result are kept; enqueueing its out_request_no again within it is a duplicate")
+}
+
+// options checks the flags, naming the one at fault, and returns the
+// task options for queue.
+func (f *taskFlags) options(queue string) ([]tasks.Option, error) {
+	switch {
+	case queue == "":
+		return nil, errors.New("--queue: must not be empty")
+	case f.maxRetry < 0:
+		return nil, fmt.Errorf("--max-retry: must not be negative, got %d", f.maxRetry)
+	case f.timeout <= 0:
+		return nil, fmt.Errorf("--timeout: must be positive, got %s", f.timeout)
+	case f.retention < 0:
+		return nil, fmt.Errorf("--retention: must not be negative, got %s", f.retention)
+	}
+	return []tasks.Option{
+		tasks.WithQueue(queue),
+		tasks.WithMaxRetry(f.maxRetry),
+		tasks.WithTimeout(f.timeout),
+		tasks.WithRetention(f.retention),
+	}, nil
+}

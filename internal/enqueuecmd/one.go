@@ -1,0 +1,63 @@
+package enqueuecmd
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/cardimport/cardimport/tasks"
+)
+
+const oneAbout = `Enqueues the import of one member. Prints "enqueued out_request_no=N", or
+"duplicate out_request_no=N" when a task with that number is already in the
+queue (which is not an error).`
+
+func runOne(ctx context.Context, c *cli, args []string) int {
+	fs := newFlagSet(c, "one", "--card-id CARD --openid OPENID [--code CODE] --out-request-no N [flags]", oneAbout)
+	var p tasks.Payload
+	fs.StringVar(&p.CardID, "card-id", "", "the member `card` (required)")
+	fs.StringVar(&p.OpenID, "openid", "", "the member's `openid` under an AppID bound to the card's brand (required)")
+	fs.StringVar(&p.Code, "code", "", "card `code` to assign, for cards whose codes the merchant allocates")
+	fs.StringVar(&p.OutRequestNo, "out-request-no", "", "the merchant's unique `number` for this import, also the task ID (required)")
+	var rf redisFlags
+	rf.register(fs, c.getenv)
+	var tf taskFlags
+	tf.register(fs)
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	// The arguments are not echoed: a stray one may well be an openid.
+	if fs.NArg() > 0 {
+		c.errorf("one: takes no arguments, got %d (give the member with flags)", fs.NArg())
+		return exitInvalid
+	}
+	opts, err := tf.options(rf.queue)
+	if err != nil {
+		c.errorf("%v", err)
+		return exitInvalid
+	}
+	if err := p.Validate(); err != nil {
+		c.errorf("%v", err)
+		return exitInvalid
+	}
+	connOpt, err := rf.connOpt(c.getenv)
+	if err != nil {
+		c.errorf("%v", err)
+		return exitFailure
+	}
+	client := asynq.NewClient(connOpt)
+	defer client.Close()
+
+	duplicate, err := enqueue(ctx, client, p, opts)
+	switch {
+	case err != nil:
+		c.errorf("out_request_no=%s: %v", p.OutRequestNo, err)
+		return exitFailure
+	case duplicate:
+		fmt.Fprintf(c.stdout, "duplicate out_request_no=%s\n", p.OutRequestNo)
+	default:
+		fmt.Fprintf(c.stdout, "enqueued out_request_no=%s\n", p.OutRequestNo)
+	}
+	return exitOK
+}

@@ -1,0 +1,109 @@
+// Package enqueuecmd is the enqueue command: the producer and operator tool
+// that puts members into the import queue, one at a time or from a member
+// file. cmd/enqueue only hands it the process's arguments, environment and
+// standard streams, so that tests can run it whole against a test Redis.
+//
+// Each subcommand lives in a file of its own and registers in commands;
+// flags that several of them share (where Redis is, the task options) are
+// in flags.go.
+package enqueuecmd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	redislogging "github.com/redis/go-redis/v9/logging"
+)
+
+// Exit codes. A usage error and refused input share 2: in both cases the
+// command was given something it cannot use, and running it again unchanged
+// will not help; 1 is a failure that may pass on a retry.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitInvalid = 2
+)
+
+// command is one subcommand of enqueue.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, c *cli, args []string) int
+}
+
+// commands are the subcommands, in the order usage lists them.
+var commands = []command{
+	{name: "one", summary: "enqueue the import of one member", run: runOne},
+	{name: "file", summary: "enqueue the import of every member in a CSV or JSON-lines file", run: runFile},
+}
+
+// cli is what a subcommand may touch of the process.
+type cli struct {
+	getenv func(string) string
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// errorf prints one error line on standard error.
+func (c *cli) errorf(format string, args ...any) {
+	fmt.Fprintf(c.stderr, "enqueue: "+format+"\n", args...)
+}
+
+// Run runs the enqueue command with args (without the program name) and
+// returns its exit code: 0 when all went well, 1 on a failure (Redis
+// unreachable, a file that cannot be read, Ctrl-C), 2 on a usage error or
+// when a member was refused as invalid. Configuration comes from getenv
+// (REDIS_URL, QUEUE), flags override it. Nothing it prints on stdout or
+// stderr shows a member's openid.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	// go-redis logs each failed dial on its own; the command reports the
+	// failure once, as an "enqueue: …" line.
+	redislogging.Disable()
+	c := &cli{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
+	if len(args) == 0 {
+		c.usage()
+		return exitInvalid
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		c.usage()
+		return exitOK
+	}
+	for _, cmd := range commands {
+		if cmd.name == args[0] {
+			return cmd.run(ctx, c, args[1:])
+		}
+	}
+	c.errorf("unknown command %q (enqueue -h lists them)", args[0])
+	return exitInvalid
+}
+
+func (c *cli) usage() {
+	var b strings.Builder
+	b.WriteString("usage: enqueue COMMAND [flags] [ARGS]\n\nPuts member-card imports into the import queue.\n\ncommands:\n")
+	for _, cmd := range commands {
+		fmt.Fprintf(&b, "  %-6s %s\n", cmd.name, cmd.summary)
+	}
+	b.WriteString("\nenqueue COMMAND -h shows a command's flags.\n")
+	b.WriteString(envHelp)
+	b.WriteString(exitHelp)
+	fmt.Fprint(c.stderr, b.String())
+}
+
+const envHelp = `
+environment:
+  REDIS_URL  the Redis to enqueue into: redis://host:port/db, rediss://...,
+             redis-sentinel://... (--redis-url overrides it)
+  QUEUE      the queue to enqueue into (--queue overrides it)
+`
+
+const exitHelp = `
+exit status:
+  0  done
+  1  failure: Redis unreachable, a file that cannot be read or has no usable
+     header, interrupted
+  2  usage error, or a member (a row of the file) was invalid
+`

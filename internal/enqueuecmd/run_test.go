@@ -1,0 +1,174 @@
+package enqueuecmd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/hibiken/asynq"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/tasks"
+)
+
+// testBundle is what a test of the command works with: a Redis, a queue of
+// its own in it, and the environment the command sees.
+type testBundle struct {
+	redis *redistest.Redis
+	queue string
+	env   map[string]string
+	insp  *asynq.Inspector
+}
+
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	r := redistest.New(t)
+	insp := asynq.NewInspector(r.Opt)
+	t.Cleanup(func() { _ = insp.Close() })
+	return &testBundle{
+		redis: r,
+		queue: r.Queue(t),
+		env:   map[string]string{"REDIS_URL": r.URL},
+		insp:  insp,
+	}
+}
+
+// result is what one run of the command did.
+type result struct {
+	code   int
+	stdout string
+	stderr string
+}
+
+// run runs the command args[0] with --queue set to the bundle's queue and
+// the rest of args.
+func (b *testBundle) run(t *testing.T, stdin io.Reader, args ...string) result {
+	t.Helper()
+	return b.runContext(redistest.Context(t), stdin, args...)
+}
+
+func (b *testBundle) runContext(ctx context.Context, stdin io.Reader, args ...string) result {
+	if len(args) > 0 {
+		args = append([]string{args[0], "--queue", b.queue}, args[1:]...)
+	}
+	return b.runRaw(ctx, stdin, args...)
+}
+
+// runRaw runs the command with args as they are.
+func (b *testBundle) runRaw(ctx context.Context, stdin io.Reader, args ...string) result {
+	if stdin == nil {
+		stdin = strings.NewReader("")
+	}
+	var stdout, stderr bytes.Buffer
+	code := Run(ctx, args, func(k string) string { return b.env[k] }, stdin, &stdout, &stderr)
+	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// queued returns the members waiting in the bundle's queue by task ID,
+// checking that each task ID is its payload's out_request_no.
+func (b *testBundle) queued(t *testing.T) map[string]tasks.Payload {
+	t.Helper()
+	got := map[string]tasks.Payload{}
+	infos, err := b.insp.ListPendingTasks(b.queue, asynq.PageSize(1000))
+	if errors.Is(err, asynq.ErrQueueNotFound) {
+		return got
+	}
+	require.NoError(t, err)
+	for _, info := range infos {
+		require.Equal(t, tasks.TypeImport, info.Type)
+		p, err := tasks.DecodePayload(info.Payload)
+		require.NoError(t, err)
+		require.Equal(t, p.OutRequestNo, info.ID, "the task ID is the out_request_no")
+		got[info.ID] = p
+	}
+	return got
+}
+
+func TestRunDispatch(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStderr string // a line stderr must contain
+	}{
+		{name: "no command", args: nil, wantCode: 2, wantStderr: "usage: enqueue COMMAND"},
+		{name: "help", args: []string{"-h"}, wantCode: 0, wantStderr: "usage: enqueue COMMAND"},
+		{name: "help word", args: []string{"help"}, wantCode: 0, wantStderr: "  file   enqueue the import of every member"},
+		{name: "unknown command", args: []string{"frobnicate"}, wantCode: 2, wantStderr: `enqueue: unknown command "frobnicate" (enqueue -h lists them)`},
+		{name: "one -h", args: []string{"one", "-h"}, wantCode: 0, wantStderr: "usage: enqueue one --card-id CARD"},
+		{name: "file -h", args: []string{"file", "-h"}, wantCode: 0, wantStderr: "enqueued=N duplicates=M invalid=K"},
+		{name: "unknown flag", args: []string{"file", "--frob", "x.csv"}, wantCode: 2, wantStderr: "flag provided but not defined: -frob"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := &testBundle{env: map[string]string{}}
+			got := b.runRaw(context.Background(), nil, tt.args...)
+			require.Equal(t, tt.wantCode, got.code)
+			require.Empty(t, got.stdout)
+			require.Contains(t, got.stderr, tt.wantStderr)
+		})
+	}
+}
+
+func TestRedisURLErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		env        string
+		flag       string
+		wantStderr string
+	}{
+		{name: "unset", wantStderr: "enqueue: REDIS_URL: not set (set it, or pass --redis-url)\n"},
+		{name: "unknown scheme", env: "http://127.0.0.1:6379", wantStderr: "enqueue: REDIS_URL: unsupported uri scheme: \"http\" (want redis://host:port/db, rediss://…, redis-sentinel://…)\n"},
+		{name: "bad database", env: "redis://127.0.0.1:6379/first", wantStderr: "enqueue: REDIS_URL: could not parse redis uri: database number should be the first segment of the path (want redis://host:port/db, rediss://…, redis-sentinel://…)\n"},
+		{name: "unparsable, password not shown", env: "redis://:s3cret@127.0.0.1:63x79/0", wantStderr: "enqueue: REDIS_URL: invalid port \":63x79\" after host (want redis://host:port/db, rediss://…, redis-sentinel://…)\n"},
+		{name: "flag overrides env", env: "redis://127.0.0.1:6379/0", flag: "rediss://:s3cret@[::1/0", wantStderr: "enqueue: --redis-url: missing ']' in host (want redis://host:port/db, rediss://…, redis-sentinel://…)\n"},
+	}
+	for _, tt := range tests {
+		for _, cmd := range [][]string{
+			{"one", "--card-id", "c1", "--openid", "oUser1", "--out-request-no", "n1"},
+			{"file", "-"},
+		} {
+			t.Run(tt.name+"/"+cmd[0], func(t *testing.T) {
+				t.Parallel()
+				b := &testBundle{queue: "unused", env: map[string]string{"REDIS_URL": tt.env}}
+				args := cmd
+				if tt.flag != "" {
+					args = append([]string{cmd[0], "--redis-url", tt.flag}, cmd[1:]...)
+				}
+				got := b.run(t, strings.NewReader(header+"c1,oUser1,,n1\n"), args...)
+				require.Equal(t, 1, got.code)
+				require.Equal(t, tt.wantStderr, got.stderr)
+				require.NotContains(t, got.stderr, "s3cret")
+				if cmd[0] == "file" {
+					require.Equal(t, "enqueued=0 duplicates=0 invalid=0\n", got.stdout)
+				} else {
+					require.Empty(t, got.stdout)
+				}
+			})
+		}
+	}
+}
+
+func TestQueueFromEnvironment(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.env["QUEUE"] = b.queue
+	got := b.runRaw(redistest.Context(t), nil, "one", "--card-id", "c1", "--openid", "oUser1", "--out-request-no", "n1")
+	require.Equal(t, result{code: 0, stdout: "enqueued out_request_no=n1\n"}, got)
+	require.Contains(t, b.queued(t), "n1")
+
+	// --queue overrides QUEUE.
+	other := b.redis.Queue(t)
+	got = b.runRaw(redistest.Context(t), nil, "one", "--queue", other, "--card-id", "c1", "--openid", "oUser2", "--out-request-no", "n2")
+	require.Equal(t, result{code: 0, stdout: "enqueued out_request_no=n2\n"}, got)
+	info, err := b.insp.GetTaskInfo(other, "n2")
+	require.NoError(t, err)
+	require.Equal(t, other, info.Queue)
+}

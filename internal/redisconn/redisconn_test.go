@@ -1,0 +1,56 @@
+package redisconn_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/hibiken/asynq"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cardimport/cardimport/internal/redisconn"
+	"github.com/cardimport/cardimport/internal/redistest"
+)
+
+func TestParse(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		raw     string
+		want    asynq.RedisConnOpt
+		wantErr string
+	}{
+		{name: "db", raw: "redis://127.0.0.1:6379/2", want: asynq.RedisClientOpt{Addr: "127.0.0.1:6379", DB: 2}},
+		{name: "password", raw: "redis://:pw@h:1/0", want: asynq.RedisClientOpt{Addr: "h:1", Password: "pw"}},
+		{name: "sentinel", raw: "redis-sentinel://s1:26379,s2:26379?master=mymaster", want: asynq.RedisFailoverClientOpt{MasterName: "mymaster", SentinelAddrs: []string{"s1:26379", "s2:26379"}}},
+		{name: "empty", raw: "", wantErr: "REDIS_URL: is required (redis://host:port/db)"},
+		{name: "scheme", raw: "http://h:1", wantErr: `REDIS_URL: unsupported uri scheme: "http" (want redis://host:port/db, rediss://…, redis-sentinel://…)`},
+		{name: "password never echoed", raw: "redis://:s3cret@h:port/0", wantErr: `REDIS_URL: invalid port ":port" after host (want redis://host:port/db, rediss://…, redis-sentinel://…)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := redisconn.Parse("REDIS_URL", tt.raw)
+			if tt.wantErr != "" {
+				require.EqualError(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	r := redistest.New(t)
+	warnings, err := redisconn.Check(context.Background(), r.Opt)
+	require.NoError(t, err)
+	if r.Embedded != nil {
+		require.Equal(t, []string{"redis did not report its version; asynq needs 6.2 or later"}, warnings)
+	}
+}
+
+func TestCheckUnreachable(t *testing.T) {
+	t.Parallel()
+	_, err := redisconn.Check(context.Background(), asynq.RedisClientOpt{Addr: "127.0.0.1:1"})
+	require.ErrorContains(t, err, "REDIS_URL: cannot reach redis:")
+}
