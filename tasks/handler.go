@@ -107,6 +107,11 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		ev.Err(err).Msg("wechat pay refuses our signature")
 		return fmt.Errorf("import: %w", err)
 	default:
+		if lastAttempt(ctx) {
+			// asynq archives the task when this returns.
+			log.Error().Str("outcome", kind.String()).Dur("duration", duration).Err(err).Msg("import failed, retries exhausted")
+			return fmt.Errorf("import: retries exhausted: %w", err)
+		}
 		ev.Err(err).Msg("import failed, will retry")
 		return fmt.Errorf("import: %w", err)
 	}

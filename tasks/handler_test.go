@@ -206,7 +206,8 @@ func TestHandlerArchivesWhenRetriesRunOut(t *testing.T) {
 	b.enqueue(t, p, tasks.WithMaxRetry(2))
 	info := b.waitState(t, p.OutRequestNo, asynq.TaskStateArchived)
 	require.Equal(t, 2, info.Retried)
-	require.Contains(t, info.LastErr, "http 503 SERVICE_UNAVAILABLE")
+	require.Contains(t, info.LastErr, "retries exhausted: wechat pay transient: http 503 SERVICE_UNAVAILABLE")
+	require.Contains(t, b.logs.String(), `"message":"import failed, retries exhausted"`)
 }
 
 func TestHandlerCompletesAlreadyMember(t *testing.T) {

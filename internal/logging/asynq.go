@@ -2,6 +2,7 @@ package logging
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/rs/zerolog"
 )
@@ -22,8 +23,17 @@ func (l *AsynqLogger) Debug(args ...any) { l.log.Debug().Msg(fmt.Sprint(args...)
 // Info implements asynq.Logger.
 func (l *AsynqLogger) Info(args ...any) { l.log.Info().Msg(fmt.Sprint(args...)) }
 
-// Warn implements asynq.Logger.
-func (l *AsynqLogger) Warn(args ...any) { l.log.Warn().Msg(fmt.Sprint(args...)) }
+// Warn implements asynq.Logger. asynq warns "Retry exhausted" for every
+// archived task, also for those the handler refused at once; the handler
+// has already logged why, so that line is demoted to debug.
+func (l *AsynqLogger) Warn(args ...any) {
+	msg := fmt.Sprint(args...)
+	if strings.HasPrefix(msg, "Retry exhausted for task") {
+		l.log.Debug().Msg(msg)
+		return
+	}
+	l.log.Warn().Msg(msg)
+}
 
 // Error implements asynq.Logger.
 func (l *AsynqLogger) Error(args ...any) { l.log.Error().Msg(fmt.Sprint(args...)) }
