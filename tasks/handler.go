@@ -75,56 +75,48 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	req := wechatpay.ImportRequest{CardID: p.CardID, OpenID: p.OpenID, Code: p.Code, OutRequestNo: p.OutRequestNo}
 	start := time.Now()
 	res, err := h.importer.Import(ctx, req)
-	for lastAttempt(ctx) && !IsFailure(err) && err != nil && pause(ctx, inPlaceDelay(err)) {
-		// asynq archives any error on a task's last attempt, even one that
-		// IsFailure says is not the task's fault. So on that attempt a rate
-		// limit or a systemic fault is waited out here, for as long as the
-		// attempt may last, instead of being returned.
-		log.Warn().Str("outcome", wechatpay.KindOf(err).String()).Msg("last attempt waits in place")
-		res, err = h.importer.Import(ctx, req)
-	}
 	duration := time.Since(start)
 	if err == nil {
 		log.Info().Str("outcome", string(OutcomeImported)).Str("request_id", res.RequestID).Dur("duration", duration).Msg("import done")
 		return writeResult(t, Result{Outcome: OutcomeImported, Code: res.Code})
 	}
 
-	var werr *wechatpay.Error
-	errors.As(err, &werr)
 	kind := wechatpay.KindOf(err)
-	ev := logEvent(log, kind).Str("outcome", kind.String()).Dur("duration", duration)
-	if werr != nil {
+	level, msg, ret := decide(ctx, kind, err)
+	ev := log.WithLevel(level).Str("outcome", kind.String()).Dur("duration", duration)
+	var werr *wechatpay.Error
+	if errors.As(err, &werr) {
 		ev = ev.Int("http_status", werr.StatusCode).Str("wechat_code", werr.Code).Str("request_id", werr.RequestID)
 	}
-	switch kind {
-	case wechatpay.KindAlreadyMember:
-		ev.Msg("import done")
-		return writeResult(t, Result{Outcome: OutcomeAlreadyMember})
-	case wechatpay.KindPermanent:
-		ev.Err(err).Msg("import refused")
-		return fmt.Errorf("import refused: %w: %w", err, asynq.SkipRetry)
-	case wechatpay.KindSystemic:
-		ev.Err(err).Msg("wechat pay refuses our signature")
-		return fmt.Errorf("import: %w", err)
-	default:
-		if lastAttempt(ctx) {
-			// asynq archives the task when this returns.
-			log.Error().Str("outcome", kind.String()).Dur("duration", duration).Err(err).Msg("import failed, retries exhausted")
-			return fmt.Errorf("import: retries exhausted: %w", err)
-		}
-		ev.Err(err).Msg("import failed, will retry")
-		return fmt.Errorf("import: %w", err)
+	if kind != wechatpay.KindAlreadyMember {
+		ev = ev.Err(err)
 	}
+	ev.Msg(msg)
+	if kind == wechatpay.KindAlreadyMember {
+		return writeResult(t, Result{Outcome: OutcomeAlreadyMember})
+	}
+	return ret
 }
 
-func logEvent(log zerolog.Logger, kind wechatpay.Kind) *zerolog.Event {
+// decide maps the kind of a failed import to its log level and message and
+// to what the handler returns to asynq.
+func decide(ctx context.Context, kind wechatpay.Kind, err error) (zerolog.Level, string, error) {
 	switch kind {
 	case wechatpay.KindAlreadyMember:
-		return log.Info()
-	case wechatpay.KindPermanent, wechatpay.KindTransient, wechatpay.KindRateLimited:
-		return log.Warn()
+		return zerolog.InfoLevel, "import done", nil
+	case wechatpay.KindPermanent:
+		return zerolog.WarnLevel, "import refused", fmt.Errorf("import refused: %w: %w", err, asynq.SkipRetry)
+	case wechatpay.KindSystemic:
+		// Every task fails the same way until an operator acts: loud, with
+		// the hint in the error, and no retry spent (IsFailure).
+		return zerolog.ErrorLevel, "wechat pay refuses our signature", fmt.Errorf("import: %w", err)
+	case wechatpay.KindRateLimited:
+		return zerolog.WarnLevel, "import rate limited, will retry", fmt.Errorf("import: %w", err)
 	}
-	return log.Error()
+	if budgetSpent(ctx) {
+		return zerolog.ErrorLevel, "import failed, retries exhausted", fmt.Errorf("import: retries exhausted: %w: %w", err, asynq.SkipRetry)
+	}
+	return zerolog.WarnLevel, "import failed, will retry", fmt.Errorf("import: %w", err)
 }
 
 func writeResult(t *asynq.Task, r Result) error {
@@ -142,33 +134,13 @@ func writeResult(t *asynq.Task, r Result) error {
 	return nil
 }
 
-// lastAttempt reports whether asynq will archive the task on any error.
-func lastAttempt(ctx context.Context) bool {
+// budgetSpent reports whether the task has used its retry budget for
+// transient faults. The handler, not asynq, enforces that budget: asynq's
+// MaxRetry is one more (see NewImportTask), so asynq's own rule of
+// archiving any error once retries run out is never reached, and a rate
+// limit, a systemic fault or a worker crash can never archive a member.
+func budgetSpent(ctx context.Context) bool {
 	retried, ok1 := asynq.GetRetryCount(ctx)
 	maxRetry, ok2 := asynq.GetMaxRetry(ctx)
-	return ok1 && ok2 && retried >= maxRetry
-}
-
-// inPlaceDelay is how long a last attempt waits before calling again.
-func inPlaceDelay(err error) time.Duration {
-	if wechatpay.KindOf(err) == wechatpay.KindRateLimited {
-		return jitter(rateLimitedDelay)
-	}
-	return jitter(systemicInPlaceDelay)
-}
-
-// pause waits d, and reports false when the attempt's deadline would pass
-// before the next call could finish, or ctx ends.
-func pause(ctx context.Context, d time.Duration) bool {
-	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d+wechatpay.DefaultHTTPTimeout {
-		return false
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return ok1 && ok2 && retried >= maxRetry-reservedRetries
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
@@ -178,8 +179,8 @@ func TestHandlerRateLimitDoesNotSpendRetries(t *testing.T) {
 	b := setup(t, setupOpts{})
 	b.srv.FailNext(2, 429, "RATELIMIT_EXCEEDED", "频率超限")
 	p := member("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
-	// A budget of one: had the 429s counted, the task would be archived.
-	b.enqueue(t, p, tasks.WithMaxRetry(1))
+	// A budget of zero: had a 429 counted, the task would be archived.
+	b.enqueue(t, p, tasks.WithMaxRetry(0))
 	info := b.waitState(t, p.OutRequestNo, asynq.TaskStateCompleted)
 	require.Equal(t, 0, info.Retried)
 	require.Equal(t, 2, b.srv.Stats().Refusals["RATELIMIT_EXCEEDED"])
@@ -222,6 +223,55 @@ func TestHandlerCompletesAlreadyMember(t *testing.T) {
 	require.Equal(t, 0, b.srv.Stats().Imports)
 }
 
+func TestTaskOptionsReachTheQueue(t *testing.T) {
+	t.Parallel()
+	r := redistest.New(t)
+	client := asynq.NewClient(r.Opt)
+	t.Cleanup(func() { _ = client.Close() })
+	tests := []struct {
+		name          string
+		opts          func(q string) []tasks.Option
+		wantMaxRetry  int
+		wantTimeout   time.Duration
+		wantRetention time.Duration
+	}{
+		// asynq's MaxRetry is the budget plus the one retry the handler
+		// keeps in reserve (see NewImportTask).
+		{name: "defaults", opts: func(q string) []tasks.Option { return []tasks.Option{tasks.WithQueue(q)} },
+			wantMaxRetry: tasks.DefaultMaxRetry + 1, wantTimeout: time.Minute, wantRetention: 72 * time.Hour},
+		{name: "custom", opts: func(q string) []tasks.Option {
+			return []tasks.Option{tasks.WithQueue(q), tasks.WithMaxRetry(3), tasks.WithTimeout(time.Second), tasks.WithRetention(time.Hour)}
+		}, wantMaxRetry: 4, wantTimeout: time.Second, wantRetention: time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := r.Queue(t)
+			p := member("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
+			task, err := tasks.NewImportTask(p, tt.opts(q)...)
+			require.NoError(t, err)
+			info, err := client.Enqueue(task)
+			require.NoError(t, err)
+			require.Equal(t, p.OutRequestNo, info.ID)
+			require.Equal(t, q, info.Queue)
+			require.Equal(t, tt.wantMaxRetry, info.MaxRetry)
+			require.Equal(t, tt.wantTimeout, info.Timeout)
+			require.Equal(t, tt.wantRetention, info.Retention)
+		})
+	}
+	t.Run("default queue", func(t *testing.T) {
+		// A Redis of its own, so the check does not put a task into the
+		// shared server's real "membercard" queue.
+		m := miniredis.RunT(t)
+		c := asynq.NewClient(asynq.RedisClientOpt{Addr: m.Addr()})
+		defer c.Close()
+		task, err := tasks.NewImportTask(member("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"))
+		require.NoError(t, err)
+		info, err := c.Enqueue(task)
+		require.NoError(t, err)
+		require.Equal(t, "membercard", info.Queue)
+	})
+}
+
 func TestDuplicateEnqueueIsRefused(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{})
@@ -245,14 +295,26 @@ func TestSignErrorArchivesNothing(t *testing.T) {
 	var ids []string
 	for i := 0; i < 5; i++ {
 		p := member(fmt.Sprintf("oUpF8uMuAJO_M2pxb1Q9zNjW%04d", i))
-		b.enqueue(t, p, tasks.WithMaxRetry(1))
+		// A budget of zero: had the SIGN_ERROR counted, or had asynq's
+		// last-attempt rule applied, the task would be archived.
+		b.enqueue(t, p, tasks.WithMaxRetry(0))
 		ids = append(ids, p.OutRequestNo)
 	}
 	for _, id := range ids {
 		info := b.waitState(t, id, asynq.TaskStateRetry)
 		require.Equal(t, 0, info.Retried, "no retry spent")
 		require.Contains(t, info.LastErr, "http 401 SIGN_ERROR")
+		// Bring the retry forward instead of waiting the systemic delay:
+		// the second SIGN_ERROR must not archive either.
+		require.NoError(t, b.insp.RunTask(b.queue, id))
 	}
+	for _, id := range ids {
+		require.Eventually(t, func() bool {
+			info, err := b.insp.GetTaskInfo(b.queue, id)
+			return err == nil && info.State == asynq.TaskStateRetry && strings.Contains(b.logs.String(), id)
+		}, 20*time.Second, 20*time.Millisecond)
+	}
+	require.GreaterOrEqual(t, b.srv.Stats().Refusals["SIGN_ERROR"], 2*len(ids), "each task tried twice")
 	q, err := b.insp.GetQueueInfo(b.queue)
 	require.NoError(t, err)
 	require.Equal(t, 0, q.Archived)
@@ -260,19 +322,6 @@ func TestSignErrorArchivesNothing(t *testing.T) {
 	require.Contains(t, logs, `"level":"error"`)
 	require.Contains(t, logs, "wechat pay refuses our signature")
 	require.Contains(t, logs, "hint: check WECHATPAY_MCH_PRIVATE_KEY_FILE")
-}
-
-// TestLastAttemptWaitsOutARateLimit: asynq archives any error on a task's
-// last attempt, so there the handler waits a 429 out in place.
-func TestLastAttemptWaitsOutARateLimit(t *testing.T) {
-	t.Parallel()
-	b := setup(t, setupOpts{})
-	b.srv.FailNext(2, 429, "RATELIMIT_EXCEEDED", "频率超限")
-	p := member("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
-	b.enqueue(t, p, tasks.WithMaxRetry(0))
-	info := b.waitState(t, p.OutRequestNo, asynq.TaskStateCompleted)
-	require.Equal(t, tasks.OutcomeImported, result(t, info).Outcome)
-	require.Contains(t, b.logs.String(), "last attempt waits in place")
 }
 
 func TestPoisonPayloadIsArchivedAndTheQueueGoesOn(t *testing.T) {

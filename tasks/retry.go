@@ -29,9 +29,6 @@ const (
 	// systemicDelay spaces out calls that will fail the same way until an
 	// operator fixes the key, the serial or the clock.
 	systemicDelay = 30 * time.Second
-	// systemicInPlaceDelay is shorter, as a last attempt has only its own
-	// timeout to wait in.
-	systemicInPlaceDelay = 5 * time.Second
 )
 
 // IsFailure tells asynq whether an error spends the task's retry budget. A
@@ -81,8 +78,12 @@ func backoff(n int, minDelay, maxDelay time.Duration) time.Duration {
 		d *= 2
 	}
 	d = min(d, maxDelay)
-	d = d/2 + rand.N(d/2+1)
-	return max(d, minDelay)
+	if d/2 >= minDelay {
+		return jitter(d)
+	}
+	// Early retries jitter upwards, so that tasks failed together by one
+	// blip do not all come back in the same second, and none before min.
+	return min(d+rand.N(d/2+1), maxDelay)
 }
 
 func jitter(d time.Duration) time.Duration {

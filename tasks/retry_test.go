@@ -45,7 +45,7 @@ func TestRetryDelay(t *testing.T) {
 		err      error
 		min, max time.Duration
 	}{
-		{name: "first retry", n: 0, err: transient, min: 2 * time.Second, max: 2 * time.Second},
+		{name: "first retry", n: 0, err: transient, min: 2 * time.Second, max: 3 * time.Second},
 		{name: "second retry", n: 1, err: transient, min: 2 * time.Second, max: 4 * time.Second},
 		{name: "fourth retry", n: 3, err: transient, min: 8 * time.Second, max: 16 * time.Second},
 		{name: "capped", n: 30, err: transient, min: 30 * time.Second, max: time.Minute},

@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -16,10 +17,11 @@ const DefaultQueue = "membercard"
 const (
 	// DefaultMaxRetry bounds how often a transient fault (5xx, timeout,
 	// network error, forged answer) is retried before the task is archived.
-	// With the default backoff (2 s doubling to 10 min) 20 retries span about
-	// two and a half hours: longer than WeChat's incidents usually last, short
-	// enough that a member refused for good is seen the same day. Rate limits
-	// and systemic faults never spend this budget.
+	// With the default backoff (2 s doubling to 10 min, jittered) 20
+	// retries span about 1 h 35 min on average and at most 2 h 07 min:
+	// longer than WeChat's incidents usually last, short enough that a
+	// member whose import keeps failing is set aside the same day. Rate
+	// limits, systemic faults and worker crashes never spend this budget.
 	DefaultMaxRetry = 20
 	// DefaultTimeout bounds one attempt. It is well above the HTTP timeout to
 	// WeChat (15 s) so that an attempt ends with WeChat's answer, not with
@@ -32,6 +34,13 @@ const (
 	// retained task costs roughly half a kilobyte of Redis memory.
 	DefaultRetention = 72 * time.Hour
 )
+
+// reservedRetries is added to the budget in the task's asynq MaxRetry.
+// asynq archives a task on any error once its retries run out, even an
+// error IsFailure does not count; the handler archives a transient fault
+// itself when the budget is spent, so asynq's limit is never reached and
+// rate limits, systemic faults and worker crashes never archive a member.
+const reservedRetries = 1
 
 // options are the asynq options an import task is created with.
 type options struct {
@@ -65,7 +74,7 @@ func buildOptions(opts []Option) (options, error) {
 	}
 	switch {
 	case o.queue == "":
-		return o, fmt.Errorf("queue: must not be empty")
+		return o, errors.New("queue: must not be empty")
 	case o.maxRetry < 0:
 		return o, fmt.Errorf("max retry: must not be negative, got %d", o.maxRetry)
 	case o.timeout <= 0:
@@ -93,7 +102,7 @@ func NewImportTask(p Payload, opts ...Option) (*asynq.Task, error) {
 	return asynq.NewTask(TypeImport, data,
 		asynq.TaskID(p.OutRequestNo),
 		asynq.Queue(o.queue),
-		asynq.MaxRetry(o.maxRetry),
+		asynq.MaxRetry(o.maxRetry+reservedRetries),
 		asynq.Timeout(o.timeout),
 		asynq.Retention(o.retention),
 	), nil

@@ -17,6 +17,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 )
 
 // Redis is the server one test talks to.
@@ -44,8 +45,8 @@ func New(tb testing.TB) *Redis {
 	return &Redis{Opt: asynq.RedisClientOpt{Addr: m.Addr()}, URL: "redis://" + m.Addr() + "/0", Embedded: m}
 }
 
-// Queue returns a queue name no other test uses, and deletes the queue with
-// all its tasks when the test ends.
+// Queue returns a queue name no other test uses, and removes the queue and
+// every key of it when the test ends.
 func (r *Redis) Queue(tb testing.TB) string {
 	tb.Helper()
 	b := make([]byte, 4)
@@ -55,12 +56,28 @@ func (r *Redis) Queue(tb testing.TB) string {
 		name = name[:40]
 	}
 	q := "test-" + name + "-" + hex.EncodeToString(b)
-	tb.Cleanup(func() {
-		insp := asynq.NewInspector(r.Opt)
-		defer insp.Close()
-		_ = insp.DeleteQueue(q, true)
-	})
+	tb.Cleanup(func() { r.dropQueue(q) })
 	return q
+}
+
+// dropQueue removes every key of queue q. asynq's DeleteQueue leaves the
+// completed tasks and the statistics behind, and with the queue gone no
+// janitor ever expires them; queue names are unique, so deleting by the
+// queue's key prefix touches nothing else.
+func (r *Redis) dropQueue(q string) {
+	insp := asynq.NewInspector(r.Opt)
+	defer insp.Close()
+	_ = insp.DeleteQueue(q, true)
+	rc, ok := r.Opt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return
+	}
+	defer rc.Close()
+	ctx := context.Background()
+	iter := rc.Scan(ctx, 0, "asynq:{"+q+"}:*", 500).Iterator()
+	for iter.Next(ctx) {
+		_ = rc.Unlink(ctx, iter.Val()).Err()
+	}
 }
 
 // Context returns a context cancelled when the test ends.
