@@ -40,30 +40,38 @@ func runFile(ctx context.Context, c *cli, args []string) int {
 	formatName := fs.String("format", "", "`format` of the file, csv or jsonl (default by the extension; csv for -)")
 	cardID := fs.String("card-id", "", "`card` of rows without one: every row when the file has no card_id column, else rows whose card_id is empty")
 	concurrency := fs.Int("concurrency", defaultConcurrency, "`number` of enqueues in flight at once")
+	// Every run that got past -h ends with the summary line, even a usage
+	// error that enqueued nothing: tools read it.
+	usageError := func(format string, args ...any) int {
+		if format != "" {
+			c.errorf(format, args...)
+		}
+		fmt.Fprintln(c.stdout, "enqueued=0 duplicates=0 invalid=0")
+		return exitUsage
+	}
 	if code, done := parseFlags(fs, args); done {
-		return code
+		if code == exitOK {
+			return code
+		}
+		return usageError("")
 	}
 	if fs.NArg() != 1 {
-		c.errorf("file: want one PATH (- for standard input), got %d arguments; flags go before it", fs.NArg())
-		return exitInvalid
+		return usageError("file: want one PATH (- for standard input), got %d arguments; flags go before it", fs.NArg())
 	}
 	path := fs.Arg(0)
 	format := memberfile.FormatFromPath(path)
 	if *formatName != "" {
 		var err error
 		if format, err = memberfile.ParseFormat(*formatName); err != nil {
-			c.errorf("--format: %v", err)
-			return exitInvalid
+			return usageError("--format: %v", err)
 		}
 	}
 	if *concurrency < 1 {
-		c.errorf("--concurrency: must be at least 1, got %d", *concurrency)
-		return exitInvalid
+		return usageError("--concurrency: must be at least 1, got %d", *concurrency)
 	}
 	opts, err := tf.options(rf.queue)
 	if err != nil {
-		c.errorf("%v", err)
-		return exitInvalid
+		return usageError("%v", err)
 	}
 
 	im := &fileImport{opts: opts, workers: *concurrency, stderr: c.stderr, stop: make(chan struct{})}
@@ -131,7 +139,7 @@ func (im *fileImport) importFile(ctx context.Context, c *cli, rf redisFlags, pat
 		var fe *tasks.FieldError
 		if errors.As(err, &fe) {
 			c.errorf("--card-id: %s", fe.Problem)
-			return exitInvalid
+			return exitUsage
 		}
 		c.errorf("%s: %v", name, err)
 		return exitFailure

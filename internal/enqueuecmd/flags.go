@@ -26,14 +26,14 @@ func newFlagSet(c *cli, name, args, about string) *flag.FlagSet {
 }
 
 // parseFlags parses args into fs. done is set when the command should stop
-// and exit with code: after -h (0) or a bad flag (2).
+// and exit with code: after -h (0) or a bad flag (1).
 func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
 	err := fs.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK, true
 	case err != nil:
-		return exitInvalid, true
+		return exitUsage, true
 	}
 	return 0, false
 }

@@ -30,12 +30,12 @@ func runOne(ctx context.Context, c *cli, args []string) int {
 	// The arguments are not echoed: a stray one may well be an openid.
 	if fs.NArg() > 0 {
 		c.errorf("one: takes no arguments, got %d (give the member with flags)", fs.NArg())
-		return exitInvalid
+		return exitUsage
 	}
 	opts, err := tf.options(rf.queue)
 	if err != nil {
 		c.errorf("%v", err)
-		return exitInvalid
+		return exitUsage
 	}
 	if err := p.Validate(); err != nil {
 		c.errorf("%v", err)

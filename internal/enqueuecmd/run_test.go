@@ -94,15 +94,16 @@ func TestRunDispatch(t *testing.T) {
 		name       string
 		args       []string
 		wantCode   int
+		wantStdout string
 		wantStderr string // a line stderr must contain
 	}{
-		{name: "no command", args: nil, wantCode: 2, wantStderr: "usage: enqueue COMMAND"},
+		{name: "no command", args: nil, wantCode: 1, wantStderr: "usage: enqueue COMMAND"},
 		{name: "help", args: []string{"-h"}, wantCode: 0, wantStderr: "usage: enqueue COMMAND"},
 		{name: "help word", args: []string{"help"}, wantCode: 0, wantStderr: "  file   enqueue the import of every member"},
-		{name: "unknown command", args: []string{"frobnicate"}, wantCode: 2, wantStderr: `enqueue: unknown command "frobnicate" (enqueue -h lists them)`},
+		{name: "unknown command", args: []string{"frobnicate"}, wantCode: 1, wantStderr: `enqueue: unknown command "frobnicate" (enqueue -h lists them)`},
 		{name: "one -h", args: []string{"one", "-h"}, wantCode: 0, wantStderr: "usage: enqueue one --card-id CARD"},
 		{name: "file -h", args: []string{"file", "-h"}, wantCode: 0, wantStderr: "enqueued=N duplicates=M invalid=K"},
-		{name: "unknown flag", args: []string{"file", "--frob", "x.csv"}, wantCode: 2, wantStderr: "flag provided but not defined: -frob"},
+		{name: "unknown flag", args: []string{"file", "--frob", "x.csv"}, wantCode: 1, wantStdout: "enqueued=0 duplicates=0 invalid=0\n", wantStderr: "flag provided but not defined: -frob"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -110,7 +111,7 @@ func TestRunDispatch(t *testing.T) {
 			b := &testBundle{env: map[string]string{}}
 			got := b.runRaw(context.Background(), nil, tt.args...)
 			require.Equal(t, tt.wantCode, got.code)
-			require.Empty(t, got.stdout)
+			require.Equal(t, tt.wantStdout, got.stdout)
 			require.Contains(t, got.stderr, tt.wantStderr)
 		})
 	}

@@ -99,11 +99,14 @@ func classify(ctx context.Context, res *core.APIResult, err error, openid string
 	}
 	e := &Error{Kind: KindTransient, Err: errors.New(maskIn(err.Error(), openid))}
 	if res != nil && res.Response != nil {
-		// A 2xx answer that failed verification: possibly forged, possibly
-		// a probe; either way the outcome is unknown.
 		e.StatusCode = res.Response.StatusCode
 		e.RequestID = res.Response.Header.Get("Request-ID")
-		e.Err = fmt.Errorf("answer signature does not verify: %w", e.Err)
+		if e.StatusCode >= 200 && e.StatusCode <= 299 {
+			// wechatpay-go returns a 2xx with an error only when the
+			// answer failed verification: possibly forged, possibly one of
+			// WeChat's probes; either way the outcome is unknown.
+			e.Err = fmt.Errorf("answer signature does not verify: %w", e.Err)
+		}
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		e.Err = fmt.Errorf("%w: %w", ctxErr, e.Err)

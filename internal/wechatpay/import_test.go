@@ -72,14 +72,16 @@ func TestImportInEveryKeyMode(t *testing.T) {
 func TestClassification(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name       string
-		fault      func(b *testBundle)
-		openid     string
-		timeout    time.Duration
-		want       wechatpay.Kind
-		wantStatus int
-		wantCode   string
-		wantText   []string
+		name    string
+		fault   func(b *testBundle)
+		openid  string
+		timeout time.Duration
+		// unreachable points the client at a port nothing listens on.
+		unreachable bool
+		want        wechatpay.Kind
+		wantStatus  int
+		wantCode    string
+		wantText    []string
 	}{
 		{name: "400 PARAM_ERROR", fault: failNext(400, "PARAM_ERROR", "参数错误"), want: wechatpay.KindPermanent, wantStatus: 400, wantCode: "PARAM_ERROR"},
 		{name: "400 INVALID_REQUEST card id invalid", fault: failNext(400, "INVALID_REQUEST", "card_id无效"), want: wechatpay.KindPermanent, wantStatus: 400, wantCode: "INVALID_REQUEST", wantText: []string{"card_id无效"}},
@@ -98,6 +100,7 @@ func TestClassification(t *testing.T) {
 		{name: "202 accepted, not finished", fault: func(b *testBundle) { b.srv.Accept202Next(1) }, want: wechatpay.KindTransient, wantStatus: 202},
 		{name: "2xx whose signature does not verify", fault: func(b *testBundle) { b.srv.ForgeNext(1) }, want: wechatpay.KindTransient, wantStatus: 200, wantText: []string{"signature does not verify"}},
 		{name: "timeout", fault: func(b *testBundle) { b.srv.SetLatency(2 * time.Second) }, timeout: 200 * time.Millisecond, want: wechatpay.KindTransient, wantText: []string{"context deadline exceeded"}},
+		{name: "network error", unreachable: true, want: wechatpay.KindTransient, wantText: []string{"connection refused"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -105,6 +108,13 @@ func TestClassification(t *testing.T) {
 			b := setup(t, wechatpay.ModePublicKey)
 			if tt.fault != nil {
 				tt.fault(b)
+			}
+			if tt.unreachable {
+				cfg := b.srv.ClientConfig(wechatpay.ModePublicKey)
+				cfg.BaseURL = "http://" + closedPort(t)
+				client, err := wechatpay.NewClient(context.Background(), cfg)
+				require.NoError(t, err)
+				b.client = client
 			}
 			openid := tt.openid
 			if openid == "" {
@@ -151,25 +161,15 @@ func failNext(status int, code, message string) func(b *testBundle) {
 	return func(b *testBundle) { b.srv.FailNext(1, status, code, message) }
 }
 
-func TestNetworkErrorIsTransient(t *testing.T) {
-	t.Parallel()
-	// A port nothing listens on: the call fails before WeChat answers.
+// closedPort returns an address nothing listens on: a call there fails
+// before WeChat could answer.
+func closedPort(t *testing.T) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := l.Addr().String()
 	require.NoError(t, l.Close())
-
-	srv := wechatpaytest.NewServer(wechatpaytest.TestKeys(t))
-	t.Cleanup(srv.Close)
-	cfg := srv.ClientConfig(wechatpay.ModePublicKey)
-	cfg.BaseURL = "http://" + addr
-	client, err := wechatpay.NewClient(context.Background(), cfg)
-	require.NoError(t, err)
-	_, err = client.Import(context.Background(), wechatpay.ImportRequest{CardID: testCard, OpenID: testOpenID, OutRequestNo: nextNo()})
-	require.Error(t, err)
-	require.Equal(t, wechatpay.KindTransient, wechatpay.KindOf(err))
-	require.Contains(t, err.Error(), "connection refused")
-	assertSafe(t, err, testOpenID)
+	return addr
 }
 
 func TestRetriesKeepOneImport(t *testing.T) {

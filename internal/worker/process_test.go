@@ -22,12 +22,23 @@ import (
 	"github.com/cardimport/cardimport/tasks"
 )
 
-var buildWorker = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "worker-bin")
-	if err != nil {
-		return "", err
+// binDir holds the worker binary the process tests build; TestMain
+// removes it.
+var binDir string
+
+func TestMain(m *testing.M) {
+	var err error
+	if binDir, err = os.MkdirTemp("", "worker-bin"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-	bin := filepath.Join(dir, "worker")
+	code := m.Run()
+	_ = os.RemoveAll(binDir)
+	os.Exit(code)
+}
+
+var buildWorker = sync.OnceValues(func() (string, error) {
+	bin := filepath.Join(binDir, "worker")
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/cardimport/cardimport/cmd/worker").CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("go build: %v\n%s", err, out)

@@ -48,7 +48,7 @@ func Serve(ctx context.Context, cfg config.Worker, log zerolog.Logger) error {
 		return err
 	}
 	for _, w := range warnings {
-		log.Warn().Msg(w)
+		log.Warn().Str("detail", w).Msg("redis check")
 	}
 
 	client, err := wechatpay.NewClient(ctx, cfg.WeChat)

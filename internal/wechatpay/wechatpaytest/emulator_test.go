@@ -24,6 +24,7 @@ import (
 	"github.com/wechatpay-apiv3/wechatpay-go/core/auth/verifiers"
 	"github.com/wechatpay-apiv3/wechatpay-go/core/option"
 
+	"github.com/cardimport/cardimport/internal/wechatpay"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 )
 
@@ -179,7 +180,7 @@ func TestHandSignedRequests(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			b := setup(t)
-			uri := wechatpaytest.ImportPath(testCard)
+			uri := wechatpay.ImportPath(testCard)
 			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, b.srv.URL+uri, bytes.NewReader(tt.sentBody))
 			require.NoError(t, err)
 			if h := tt.header(b.keys, uri); h != "" {

@@ -8,6 +8,7 @@ import (
 	"github.com/wechatpay-apiv3/wechatpay-go/core"
 	"github.com/wechatpay-apiv3/wechatpay-go/core/option"
 
+	"github.com/cardimport/cardimport/internal/wechatpay"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 )
 
@@ -28,7 +29,7 @@ func ExampleNewServer() {
 	if err != nil {
 		panic(err)
 	}
-	url := srv.URL + wechatpaytest.ImportPath("pbLatjvWOibDc5-TBnbUk1pD12o0")
+	url := srv.URL + wechatpay.ImportPath("pbLatjvWOibDc5-TBnbUk1pD12o0")
 	body := map[string]string{"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", "out_request_no": "1900000001-20240601-1"}
 
 	srv.LoseNextAnswers(1)

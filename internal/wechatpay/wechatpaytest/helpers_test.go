@@ -12,6 +12,7 @@ import (
 	"github.com/wechatpay-apiv3/wechatpay-go/core/downloader"
 	"github.com/wechatpay-apiv3/wechatpay-go/core/option"
 
+	"github.com/cardimport/cardimport/internal/wechatpay"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 )
 
@@ -48,7 +49,7 @@ func (b *testBundle) importMember(t *testing.T, card string, body importBody) (s
 
 func doImport(t *testing.T, client *core.Client, baseURL, card string, body importBody) (string, *core.APIResult, error) {
 	t.Helper()
-	res, err := client.Post(t.Context(), baseURL+wechatpaytest.ImportPath(card), body)
+	res, err := client.Post(t.Context(), baseURL+wechatpay.ImportPath(card), body)
 	if err != nil {
 		return "", res, err
 	}

@@ -12,11 +12,9 @@ import (
 // maxBodyBytes bounds a request body; an import body is a few hundred bytes.
 const maxBodyBytes = 1 << 20
 
-// ImportPath is the path of the import endpoint for a card, as WeChat
-// serves it under https://api.mch.weixin.qq.com.
-func ImportPath(cardID string) string {
-	return "/v3/marketing/membercard-open/cards/" + cardID + "/users/import"
-}
+// importRoute is the import endpoint as a ServeMux pattern; clients build
+// the path with wechatpay.ImportPath.
+const importRoute = "/v3/marketing/membercard-open/cards/{card_id}/users/import"
 
 // Emulator is the WeChat Pay endpoint as an http.Handler. It holds every
 // member imported, the fault controls and the statistics; all its methods
@@ -63,7 +61,7 @@ func New(keys *Keys, opts ...Option) *Emulator {
 		e.limiter = newWindowLimiter(cfg.rateLimit)
 	}
 	e.mux = http.NewServeMux()
-	e.mux.HandleFunc("POST "+ImportPath("{card_id}"), e.handleImport)
+	e.mux.HandleFunc("POST "+importRoute, e.handleImport)
 	e.mux.HandleFunc("GET /v3/certificates", e.handleCertificates)
 	e.mux.HandleFunc("GET /stats", e.handleStats)
 	e.mux.HandleFunc("/", e.handleNotFound)
@@ -195,7 +193,7 @@ func (e *Emulator) handleNotFound(w http.ResponseWriter, r *http.Request) {
 type Server struct {
 	*Emulator
 	// URL is the base URL, http://127.0.0.1:port, with no trailing slash.
-	// Import URLs are URL + ImportPath(cardID).
+	// Import URLs are URL + wechatpay.ImportPath(cardID).
 	URL string
 	// Keys are the identities the emulator accepts and signs with.
 	Keys *Keys
