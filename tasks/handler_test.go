@@ -1,13 +1,11 @@
 package tasks_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/config"
+	"github.com/cardimport/cardimport/internal/logtest"
 	"github.com/cardimport/cardimport/internal/redistest"
 	"github.com/cardimport/cardimport/internal/wechatpay"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
@@ -33,7 +32,7 @@ type testBundle struct {
 	client *asynq.Client
 	insp   *asynq.Inspector
 	queue  string
-	logs   *syncBuffer
+	logs   *logtest.Buffer
 }
 
 type setupOpts struct {
@@ -45,7 +44,7 @@ type setupOpts struct {
 func setup(t *testing.T, o setupOpts) *testBundle {
 	t.Helper()
 	r := redistest.New(t)
-	b := &testBundle{queue: r.Queue(t), logs: &syncBuffer{}}
+	b := &testBundle{queue: r.Queue(t), logs: &logtest.Buffer{}}
 	b.srv = wechatpaytest.NewServer(wechatpaytest.TestKeys(t), o.emulator...)
 	t.Cleanup(b.srv.Close)
 
@@ -346,22 +345,4 @@ func TestPoisonPayloadIsArchivedAndTheQueueGoesOn(t *testing.T) {
 	p := member("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
 	b.enqueue(t, p)
 	b.waitState(t, p.OutRequestNo, asynq.TaskStateCompleted)
-}
-
-// syncBuffer is a log sink safe for the worker's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Clone(s.buf.String())
 }

@@ -69,7 +69,12 @@ func readFile(name, path string) ([]byte, error) {
 	return data, nil
 }
 
-func pemBlocks(name, path string, data []byte) ([]*pem.Block, error) {
+// readPEM reads every PEM block of the file named by variable name.
+func readPEM(name, path string) ([]*pem.Block, error) {
+	data, err := readFile(name, path)
+	if err != nil {
+		return nil, err
+	}
 	var blocks []*pem.Block
 	for {
 		var b *pem.Block
@@ -86,11 +91,7 @@ func pemBlocks(name, path string, data []byte) ([]*pem.Block, error) {
 }
 
 func privateKeyFile(name, path string) (*rsa.PrivateKey, error) {
-	data, err := readFile(name, path)
-	if err != nil {
-		return nil, err
-	}
-	blocks, err := pemBlocks(name, path, data)
+	blocks, err := readPEM(name, path)
 	if err != nil {
 		return nil, err
 	}
@@ -114,11 +115,7 @@ func privateKeyFile(name, path string) (*rsa.PrivateKey, error) {
 }
 
 func publicKeyFile(name, path string) (*rsa.PublicKey, error) {
-	data, err := readFile(name, path)
-	if err != nil {
-		return nil, err
-	}
-	blocks, err := pemBlocks(name, path, data)
+	blocks, err := readPEM(name, path)
 	if err != nil {
 		return nil, err
 	}
@@ -139,11 +136,7 @@ func publicKeyFile(name, path string) (*rsa.PublicKey, error) {
 // certificateFile reads every certificate in the file: during a rotation
 // WeChat signs with the old or the new one.
 func certificateFile(name, path string) ([]*x509.Certificate, error) {
-	data, err := readFile(name, path)
-	if err != nil {
-		return nil, err
-	}
-	blocks, err := pemBlocks(name, path, data)
+	blocks, err := readPEM(name, path)
 	if err != nil {
 		return nil, err
 	}

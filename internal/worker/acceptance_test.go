@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/enqueuecmd"
+	"github.com/cardimport/cardimport/internal/logtest"
 	"github.com/cardimport/cardimport/internal/redistest"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/internal/worker"
@@ -113,7 +113,7 @@ func TestImportAFileEndToEnd(t *testing.T) {
 	}
 	require.Len(t, strings.Split(strings.TrimSpace(stderr.String()), "\n"), len(f.invalid), "one stderr line per bad row")
 
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- worker.Run(ctx, []string{"--queue", queue, "--concurrency", "8", "--retry-min-delay", "50ms", "--retry-max-delay", "200ms"}, getenv, logs, logs)
@@ -180,21 +180,4 @@ func TestImportAFileEndToEnd(t *testing.T) {
 	for _, p := range append(append(f.valid, f.refused...), f.members...) {
 		require.NotContains(t, out, p.OpenID, "no openid in the logs")
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Clone(s.buf.String())
 }

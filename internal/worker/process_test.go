@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cardimport/cardimport/internal/logtest"
 	"github.com/cardimport/cardimport/internal/redistest"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/tasks"
@@ -80,11 +81,11 @@ func setupProcess(t *testing.T, opts ...wechatpaytest.Option) *procBundle {
 }
 
 // start runs a worker process; its output goes to the returned buffer.
-func (b *procBundle) start(t *testing.T) (*exec.Cmd, *syncBuffer) {
+func (b *procBundle) start(t *testing.T) (*exec.Cmd, *logtest.Buffer) {
 	t.Helper()
 	bin, err := buildWorker()
 	require.NoError(t, err)
-	out := &syncBuffer{}
+	out := &logtest.Buffer{}
 	cmd := exec.Command(bin, "--concurrency", "2")
 	cmd.Env = b.env
 	cmd.Stdout, cmd.Stderr = out, out

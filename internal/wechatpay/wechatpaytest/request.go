@@ -70,6 +70,10 @@ func paramError(field, issue, location string) answer {
 	return a
 }
 
+// isOutRequestNoRune is WeChat's rule for out_request_no, written here
+// apart from tasks.Payload.Validate on purpose: the emulator stands for
+// WeChat, so a mistake in our validation shows up as a refusal in tests
+// instead of being shared by both sides.
 func isOutRequestNoRune(r rune) bool {
 	switch {
 	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':

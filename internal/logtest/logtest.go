@@ -1,0 +1,29 @@
+// Package logtest gives tests a log sink that the worker's goroutines can
+// write to while the test reads it, to assert what operators would see.
+package logtest
+
+import (
+	"bytes"
+	"strings"
+	"sync"
+)
+
+// Buffer is an io.Writer safe for concurrent use.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write implements io.Writer.
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Clone(b.buf.String())
+}
