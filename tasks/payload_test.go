@@ -83,7 +83,7 @@ func TestNewImportTask(t *testing.T) {
 		_, err = tasks.NewImportTask(validPayload(), tasks.WithTimeout(0))
 		require.EqualError(t, err, "timeout: must be positive, got 0s")
 		_, err = tasks.NewImportTask(validPayload(), tasks.WithMaxRetry(-1))
-		require.EqualError(t, err, "max retry: must not be negative, got -1")
+		require.EqualError(t, err, "max-retry: must not be negative, got -1")
 	})
 }
 

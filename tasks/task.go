@@ -2,7 +2,6 @@ package tasks
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -67,6 +66,24 @@ func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout =
 // Defaults to DefaultRetention.
 func WithRetention(d time.Duration) Option { return func(o *options) { o.retention = d } }
 
+// OptionError reports a task option out of its range.
+type OptionError struct {
+	// Option names the option as a producer configures it: "queue",
+	// "max-retry", "timeout" or "retention".
+	Option string
+	// Problem says what is wrong with its value.
+	Problem string
+}
+
+func (e *OptionError) Error() string { return e.Option + ": " + e.Problem }
+
+// ValidateOptions checks options before any task is built, so a producer
+// can refuse bad configuration once, up front, as an *OptionError.
+func ValidateOptions(opts ...Option) error {
+	_, err := buildOptions(opts)
+	return err
+}
+
 func buildOptions(opts []Option) (options, error) {
 	o := options{queue: DefaultQueue, maxRetry: DefaultMaxRetry, timeout: DefaultTimeout, retention: DefaultRetention}
 	for _, opt := range opts {
@@ -74,13 +91,13 @@ func buildOptions(opts []Option) (options, error) {
 	}
 	switch {
 	case o.queue == "":
-		return o, errors.New("queue: must not be empty")
+		return o, &OptionError{Option: "queue", Problem: "must not be empty"}
 	case o.maxRetry < 0:
-		return o, fmt.Errorf("max retry: must not be negative, got %d", o.maxRetry)
+		return o, &OptionError{Option: "max-retry", Problem: fmt.Sprintf("must not be negative, got %d", o.maxRetry)}
 	case o.timeout <= 0:
-		return o, fmt.Errorf("timeout: must be positive, got %s", o.timeout)
+		return o, &OptionError{Option: "timeout", Problem: fmt.Sprintf("must be positive, got %s", o.timeout)}
 	case o.retention < 0:
-		return o, fmt.Errorf("retention: must not be negative, got %s", o.retention)
+		return o, &OptionError{Option: "retention", Problem: fmt.Sprintf("must not be negative, got %s", o.retention)}
 	}
 	return o, nil
 }

@@ -81,23 +81,17 @@ func (f *taskFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.retention, "retention", tasks.DefaultRetention, "how long a finished task and its result are kept; enqueueing its out_request_no again within it is a duplicate")
 }
 
-// options checks the flags, naming the one at fault, and returns the
-// task options for queue.
+// options returns the task options for queue, or an error naming the flag
+// at fault (the tasks package names each option as its flag).
 func (f *taskFlags) options(queue string) ([]tasks.Option, error) {
-	switch {
-	case queue == "":
-		return nil, errors.New("--queue: must not be empty")
-	case f.maxRetry < 0:
-		return nil, fmt.Errorf("--max-retry: must not be negative, got %d", f.maxRetry)
-	case f.timeout <= 0:
-		return nil, fmt.Errorf("--timeout: must be positive, got %s", f.timeout)
-	case f.retention < 0:
-		return nil, fmt.Errorf("--retention: must not be negative, got %s", f.retention)
-	}
-	return []tasks.Option{
+	opts := []tasks.Option{
 		tasks.WithQueue(queue),
 		tasks.WithMaxRetry(f.maxRetry),
 		tasks.WithTimeout(f.timeout),
 		tasks.WithRetention(f.retention),
-	}, nil
+	}
+	if err := tasks.ValidateOptions(opts...); err != nil {
+		return nil, fmt.Errorf("--%w", err)
+	}
+	return opts, nil
 }
