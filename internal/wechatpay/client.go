@@ -30,6 +30,10 @@ import (
 // DefaultBaseURL is WeChat Pay's production API host.
 const DefaultBaseURL = consts.WechatPayAPIServer
 
+// DefaultBackupBaseURL is WeChat Pay's backup host, which WeChat asks
+// merchants to use when the production host cannot be reached.
+const DefaultBackupBaseURL = "https://api2.mch.weixin.qq.com"
+
 // DefaultHTTPTimeout bounds one call to WeChat. wechatpay-go's own default
 // is 30 s; we take 15 s so a hung connection is given up well inside the
 // task's attempt timeout and retried under the same out_request_no.
@@ -53,6 +57,11 @@ type Config struct {
 	// BaseURL is scheme and host of the API, e.g. a sandbox's address.
 	// Defaults to DefaultBaseURL.
 	BaseURL string
+	// BackupBaseURL is tried when BaseURL cannot be reached at all (the
+	// connection fails), within the same attempt and with the same
+	// out_request_no. Defaults to DefaultBackupBaseURL when BaseURL is the
+	// production host, and to none otherwise.
+	BackupBaseURL string
 	// MchID is the merchant number. Required.
 	MchID string
 	// MchCertSerial is the serial of the merchant API certificate. Required.
@@ -115,6 +124,11 @@ func (c Config) Validate() error {
 	if _, err := ParseBaseURL(c.BaseURL); err != nil {
 		errs = append(errs, err)
 	}
+	if c.BackupBaseURL != "" {
+		if _, err := ParseBaseURL(c.BackupBaseURL); err != nil {
+			errs = append(errs, fmt.Errorf("backup %w", err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -142,10 +156,11 @@ func ParseBaseURL(raw string) (*url.URL, error) {
 
 // Client imports member cards through WeChat Pay API v3.
 type Client struct {
-	core    *core.Client
-	baseURL string
-	mode    Mode
-	mgr     *downloader.CertificateDownloaderMgr
+	core      *core.Client
+	baseURL   string
+	backupURL string
+	mode      Mode
+	mgr       *downloader.CertificateDownloaderMgr
 }
 
 // NewClient builds a client. In auto-download mode it downloads WeChat's
@@ -166,7 +181,7 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 		CertificateSerialNo: cfg.MchCertSerial,
 		PrivateKey:          cfg.MchPrivateKey,
 	}
-	c := &Client{baseURL: base.String(), mode: mode}
+	c := &Client{baseURL: base.String(), backupURL: backupURL(cfg, base), mode: mode}
 	var verify core.ClientOption
 	switch mode {
 	case ModePublicKey:
@@ -229,6 +244,18 @@ func newDownloaderMgr(ctx context.Context, signer *signers.SHA256WithRSASigner, 
 		return nil, fmt.Errorf("WECHATPAY_APIV3_KEY_FILE: download platform certificates: %s", describe(err))
 	}
 	return mgr, nil
+}
+
+// backupURL returns the host to fail over to, if any.
+func backupURL(cfg Config, base *url.URL) string {
+	if cfg.BackupBaseURL != "" {
+		u, _ := ParseBaseURL(cfg.BackupBaseURL)
+		return u.String()
+	}
+	if base.String() == DefaultBaseURL {
+		return DefaultBackupBaseURL
+	}
+	return ""
 }
 
 // Mode reports how the client verifies WeChat's answers.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -46,9 +47,13 @@ func ImportPath(cardID string) string {
 // whose Kind says what to do next. WeChat's answer is verified; an answer
 // that does not verify is KindTransient, as the outcome is unknown.
 func (c *Client) Import(ctx context.Context, req ImportRequest) (ImportResult, error) {
-	res, err := c.core.Post(ctx, c.baseURL+ImportPath(req.CardID), importBody{
-		OpenID: req.OpenID, Code: req.Code, OutRequestNo: req.OutRequestNo,
-	})
+	reqBody := importBody{OpenID: req.OpenID, Code: req.Code, OutRequestNo: req.OutRequestNo}
+	res, err := c.core.Post(ctx, c.baseURL+ImportPath(req.CardID), reqBody)
+	if c.backupURL != "" && unreachable(err) && ctx.Err() == nil {
+		// The request never reached WeChat; WeChat asks merchants to try
+		// its backup host then. The same out_request_no keeps it safe.
+		res, err = c.core.Post(ctx, c.backupURL+ImportPath(req.CardID), reqBody)
+	}
 	if res != nil && res.Response != nil {
 		defer res.Response.Body.Close()
 	}
@@ -112,6 +117,14 @@ func classify(ctx context.Context, res *core.APIResult, err error, openid string
 		e.Err = fmt.Errorf("%w: %w", ctxErr, e.Err)
 	}
 	return e
+}
+
+// unreachable reports whether a call failed to connect, so WeChat cannot
+// have seen it.
+func unreachable(err error) bool {
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
+	return errors.As(err, &dnsErr) || (errors.As(err, &opErr) && opErr.Op == "dial")
 }
 
 func detailField(detail any) string {

@@ -172,6 +172,38 @@ func closedPort(t *testing.T) string {
 	return addr
 }
 
+func TestBackupHostWhenTheMainHostIsUnreachable(t *testing.T) {
+	t.Parallel()
+	srv := wechatpaytest.NewServer(wechatpaytest.TestKeys(t))
+	t.Cleanup(srv.Close)
+	tests := []struct {
+		name    string
+		base    string
+		backup  string
+		wantErr string
+	}{
+		{name: "fails over", base: "http://" + closedPort(t), backup: srv.URL},
+		{name: "no backup configured", base: "http://" + closedPort(t), wantErr: "connection refused"},
+		{name: "backup down too", base: "http://" + closedPort(t), backup: "http://" + closedPort(t), wantErr: "connection refused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := srv.ClientConfig(wechatpay.ModePublicKey)
+			cfg.BaseURL, cfg.BackupBaseURL = tt.base, tt.backup
+			client, err := wechatpay.NewClient(context.Background(), cfg)
+			require.NoError(t, err)
+			res, err := client.Import(context.Background(), wechatpay.ImportRequest{CardID: testCard, OpenID: testOpenID, OutRequestNo: nextNo()})
+			if tt.wantErr != "" {
+				require.ErrorContains(t, err, tt.wantErr)
+				require.Equal(t, wechatpay.KindTransient, wechatpay.KindOf(err))
+				return
+			}
+			require.NoError(t, err)
+			require.Regexp(t, `^[0-9]{12}$`, res.Code)
+		})
+	}
+}
+
 func TestRetriesKeepOneImport(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
