@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/redisconn"
@@ -53,4 +54,26 @@ func TestCheckUnreachable(t *testing.T) {
 	t.Parallel()
 	_, err := redisconn.Check(context.Background(), asynq.RedisClientOpt{Addr: "127.0.0.1:1"})
 	require.ErrorContains(t, err, "REDIS_URL: cannot reach redis:")
+}
+
+// TestCheckWarnsWhenRedisMayEvict changes the server's eviction policy, so
+// it runs only against a real server and puts the policy back.
+func TestCheckWarnsWhenRedisMayEvict(t *testing.T) {
+	r := redistest.New(t)
+	if r.Embedded != nil {
+		t.Skip("the embedded server has no eviction policy")
+	}
+	rc := r.Opt.MakeRedisClient().(redis.UniversalClient)
+	ctx := context.Background()
+	before, err := rc.ConfigGet(ctx, "maxmemory-policy").Result()
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		require.NoError(t, rc.ConfigSet(ctx, "maxmemory-policy", before["maxmemory-policy"]).Err())
+		_ = rc.Close()
+	})
+	require.NoError(t, rc.ConfigSet(ctx, "maxmemory-policy", "allkeys-lru").Err())
+
+	warnings, err := redisconn.Check(ctx, r.Opt)
+	require.NoError(t, err)
+	require.Equal(t, []string{"redis maxmemory-policy is allkeys-lru: under memory pressure redis may evict queued imports; set it to noeviction"}, warnings)
 }
