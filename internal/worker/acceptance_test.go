@@ -148,6 +148,8 @@ func TestImportAFileEndToEnd(t *testing.T) {
 	}
 
 	stats := srv.Stats()
+	t.Logf("%s; imported %d, already members %d, archived %d, transient faults %d, replays %d",
+		lines[len(lines)-1], stats.Imports, len(f.members), q.Archived, stats.Refusals["SYSTEM_ERROR"], stats.Replays)
 	require.Greater(t, stats.Refusals["SYSTEM_ERROR"], f.enqueueable/10, "about a fifth of first attempts failed")
 	require.Equal(t, len(f.valid), stats.Imports)
 	for _, p := range f.valid {
