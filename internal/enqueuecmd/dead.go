@@ -1,0 +1,323 @@
+package enqueuecmd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cardimport/cardimport/internal/deadletter"
+)
+
+const deadAbout = `Dead letters are imports that failed for good: refused by WeChat, out of
+retries, rejected as a payload, or archived by asynq itself. The worker
+records each in a store of its own in Redis that is never trimmed, and
+removes it when the import later succeeds, however it was put back.
+
+subcommands:
+  list    list dead letters (a table, or --json lines)
+  replay  put dead letters back with a fresh retry budget
+
+Both first reconcile the store with asynq's archive, as the worker does
+every minute, so nothing asynq archived is missing.`
+
+func runDead(ctx context.Context, c *cli, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprintf(c.stderr, "usage: enqueue dead list|replay [flags]\n\n%s\n", deadAbout)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintf(c.stderr, "usage: enqueue dead list|replay [flags]\n\n%s\n", deadAbout)
+		return exitOK
+	case "list":
+		return runDeadList(ctx, c, args[1:])
+	case "replay":
+		return runDeadReplay(ctx, c, args[1:])
+	}
+	c.errorf("dead: unknown subcommand %q (list or replay)", args[0])
+	return exitUsage
+}
+
+// filterFlags select dead letters.
+type filterFlags struct {
+	reason string
+	cardID string
+	since  string
+}
+
+func (f *filterFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.reason, "reason", "", "only dead letters with this WeChat `code` (NO_AUTH) or reason (permanent, retries_exhausted, invalid_payload, archived_by_asynq), any case")
+	fs.StringVar(&f.cardID, "card-id", "", "only dead letters of this `card`")
+	fs.StringVar(&f.since, "since", "", "only dead letters whose last failure is within this `duration` (24h) or at or after this RFC3339 time")
+}
+
+func (f *filterFlags) set() bool { return f.reason != "" || f.cardID != "" || f.since != "" }
+
+// filter returns the filter, or an error naming the flag at fault.
+func (f *filterFlags) filter(now time.Time) (deadletter.Filter, error) {
+	out := deadletter.Filter{Reason: f.reason, CardID: f.cardID}
+	if f.since == "" {
+		return out, nil
+	}
+	if d, err := time.ParseDuration(f.since); err == nil {
+		if d <= 0 {
+			return out, fmt.Errorf("--since: duration must be positive, got %s", f.since)
+		}
+		out.Since = now.Add(-d)
+		return out, nil
+	}
+	t, err := time.Parse(time.RFC3339, f.since)
+	if err != nil {
+		return out, fmt.Errorf("--since: %q is neither a duration like 24h nor an RFC3339 time like 2026-11-28T00:00:00Z", f.since)
+	}
+	out.Since = t
+	return out, nil
+}
+
+// openDead opens the dead-letter store of the flags' queue and reconciles
+// it with asynq's archive.
+func openDead(ctx context.Context, c *cli, rf redisFlags) (*deadletter.Store, error) {
+	connOpt, err := rf.connOpt(c.getenv)
+	if err != nil {
+		return nil, err
+	}
+	store, err := deadletter.New(connOpt, rf.queue)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := store.Sweep(ctx); err != nil {
+		_ = store.Close()
+		return nil, err
+	}
+	return store, nil
+}
+
+const deadListAbout = `Lists the dead letters of the queue, oldest last failure first: a table,
+or with --json one JSON object a line with the fields out_request_no,
+card_id, openid_masked, reason, http_status, wechat_code, message,
+request_id, attempts (over every run), first_failed_at, last_failed_at,
+state, replays and replayed_at. The openid is always masked.
+
+state "replayed" means the import was put back and has not finished yet:
+it leaves the list when it succeeds, and is "dead" again if it fails.
+
+The last line, on standard output after the table or on standard error
+with --json, is
+  listed=N replayed=R`
+
+func runDeadList(ctx context.Context, c *cli, args []string) int {
+	fs := newFlagSet(c, "dead list", "[flags]", deadListAbout)
+	var rf redisFlags
+	rf.register(fs, c.getenv)
+	var ff filterFlags
+	ff.register(fs)
+	asJSON := fs.Bool("json", false, "print one JSON object a line instead of a table")
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		c.errorf("dead list: takes no arguments, got %d", fs.NArg())
+		return exitUsage
+	}
+	filter, err := ff.filter(time.Now())
+	if err != nil {
+		c.errorf("%v", err)
+		return exitUsage
+	}
+	store, err := openDead(ctx, c, rf)
+	if err != nil {
+		c.errorf("dead list: %v", err)
+		return exitFailure
+	}
+	defer store.Close()
+
+	var listed, replayed int
+	enc := json.NewEncoder(c.stdout)
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	if !*asJSON {
+		fmt.Fprintln(tw, "OUT_REQUEST_NO\tCARD_ID\tOPENID\tREASON\tHTTP\tCODE\tATTEMPTS\tLAST_FAILURE\tSTATE\tMESSAGE")
+	}
+	for r, err := range store.List(ctx, filter) {
+		if err != nil {
+			_ = tw.Flush()
+			c.errorf("dead list: %v", err)
+			return exitFailure
+		}
+		listed++
+		if r.State == deadletter.StateReplayed {
+			replayed++
+		}
+		if *asJSON {
+			if err := enc.Encode(r); err != nil {
+				c.errorf("dead list: %v", err)
+				return exitFailure
+			}
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.OutRequestNo, dash(r.CardID), dash(r.OpenIDMasked),
+			r.Reason, dash(httpStatus(r.HTTPStatus)), dash(r.WeChatCode), r.Attempts,
+			r.LastFailedAt.Format(time.RFC3339), r.State, truncate(r.Message, 60))
+	}
+	if err := tw.Flush(); err != nil {
+		c.errorf("dead list: %v", err)
+		return exitFailure
+	}
+	summary := c.stdout
+	if *asJSON {
+		// Standard output stays pure JSON lines.
+		summary = c.stderr
+	}
+	fmt.Fprintf(summary, "listed=%d replayed=%d\n", listed, replayed)
+	return exitOK
+}
+
+const deadReplayAbout = `Puts dead letters back into the queue, each as a new task with a fresh
+retry budget under the same out_request_no (so WeChat recognises a repeat
+and nobody is imported twice): the ones named, the ones the filters
+select, or --all. Their records stay, as state "replayed", until the
+import succeeds. A dead letter whose import is already queued or running
+(an earlier replay) is skipped, as is one that has completed since (its
+record is removed). A payload that is not a valid import cannot be
+replayed: it is named on standard error and counted as failed.
+
+The last line on standard output is
+  replayed=N skipped=M failed=K
+or, with --dry-run, which changes nothing,
+  would replay=N skipped=M failed=K`
+
+func runDeadReplay(ctx context.Context, c *cli, args []string) int {
+	fs := newFlagSet(c, "dead replay", "[flags] (--all | --reason CODE | --card-id CARD | --since T | OUT_REQUEST_NO...)", deadReplayAbout)
+	var rf redisFlags
+	rf.register(fs, c.getenv)
+	var ff filterFlags
+	ff.register(fs)
+	var tf taskFlags
+	tf.register(fs)
+	all := fs.Bool("all", false, "replay every dead letter")
+	dryRun := fs.Bool("dry-run", false, "say what would be replayed, change nothing")
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	names := fs.Args()
+	switch {
+	case len(names) > 0 && (*all || ff.set()):
+		c.errorf("dead replay: name out_request_nos or select with --all or filters, not both")
+		return exitUsage
+	case len(names) == 0 && !*all && !ff.set():
+		c.errorf("dead replay: say what to replay: out_request_nos, a filter (--reason, --card-id, --since) or --all")
+		return exitUsage
+	}
+	filter, err := ff.filter(time.Now())
+	if err != nil {
+		c.errorf("%v", err)
+		return exitUsage
+	}
+	opts, err := tf.options(rf.queue)
+	if err != nil {
+		c.errorf("%v", err)
+		return exitUsage
+	}
+	store, err := openDead(ctx, c, rf)
+	if err != nil {
+		c.errorf("dead replay: %v", err)
+		return exitFailure
+	}
+	defer store.Close()
+
+	var replayed, skipped, failed int
+	done := map[string]bool{}
+	replay := func(r deadletter.Record) error {
+		// A replay that fails again at once is recorded anew, which moves
+		// it to the end of the list this loop is reading; once is enough.
+		if done[r.OutRequestNo] {
+			return nil
+		}
+		done[r.OutRequestNo] = true
+		out, err := store.Replay(ctx, r, *dryRun, opts...)
+		switch {
+		case errors.Is(err, deadletter.ErrNotReplayable):
+			failed++
+			c.errorf("dead replay: out_request_no=%s: %v", r.OutRequestNo, err)
+		case err != nil:
+			return err
+		case out == deadletter.Replayed:
+			replayed++
+		default:
+			skipped++
+		}
+		return nil
+	}
+	if len(names) > 0 {
+		for _, no := range names {
+			r, err := store.Get(ctx, no)
+			if errors.Is(err, deadletter.ErrNotFound) {
+				failed++
+				c.errorf("dead replay: out_request_no=%s: no dead letter", no)
+				continue
+			}
+			if err == nil {
+				err = replay(r)
+			}
+			if err != nil {
+				return replaySummary(c, *dryRun, replayed, skipped, failed, err)
+			}
+		}
+	} else {
+		for r, err := range store.List(ctx, filter) {
+			if err == nil {
+				err = replay(r)
+			}
+			if err != nil {
+				return replaySummary(c, *dryRun, replayed, skipped, failed, err)
+			}
+		}
+	}
+	return replaySummary(c, *dryRun, replayed, skipped, failed, nil)
+}
+
+// replaySummary prints the summary line, and the error that stopped the
+// replay if one did; it returns the exit code.
+func replaySummary(c *cli, dryRun bool, replayed, skipped, failed int, err error) int {
+	if err != nil {
+		c.errorf("dead replay: %v", err)
+	}
+	format := "replayed=%d skipped=%d failed=%d\n"
+	if dryRun {
+		format = "would replay=%d skipped=%d failed=%d\n"
+	}
+	fmt.Fprintf(c.stdout, format, replayed, skipped, failed)
+	if err != nil || failed > 0 {
+		return exitFailure
+	}
+	return exitOK
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func httpStatus(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return strconv.Itoa(n)
+}
+
+// truncate shortens s to at most n characters, on one line, for a table.
+func truncate(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n-1]) + "…"
+}
