@@ -6,13 +6,16 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"iter"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
 
 	"github.com/cardimport/cardimport/internal/deadletter"
+	"github.com/cardimport/cardimport/tasks"
 )
 
 const deadAbout = `Dead letters are imports that failed for good: refused by WeChat, out of
@@ -202,6 +205,7 @@ func runDeadReplay(ctx context.Context, c *cli, args []string) int {
 	tf.register(fs)
 	all := fs.Bool("all", false, "replay every dead letter")
 	dryRun := fs.Bool("dry-run", false, "say what would be replayed, change nothing")
+	concurrency := fs.Int("concurrency", defaultConcurrency, "`number` of replays in flight at once")
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
@@ -212,6 +216,10 @@ func runDeadReplay(ctx context.Context, c *cli, args []string) int {
 		return exitUsage
 	case len(names) == 0 && !*all && !ff.set():
 		c.errorf("dead replay: say what to replay: out_request_nos, a filter (--reason, --card-id, --since) or --all")
+		return exitUsage
+	}
+	if *concurrency < 1 {
+		c.errorf("--concurrency: must be at least 1, got %d", *concurrency)
 		return exitUsage
 	}
 	filter, err := ff.filter(time.Now())
@@ -231,72 +239,124 @@ func runDeadReplay(ctx context.Context, c *cli, args []string) int {
 	}
 	defer store.Close()
 
-	var replayed, skipped, failed int
-	done := map[string]bool{}
-	replay := func(r deadletter.Record) error {
-		// A replay that fails again at once is recorded anew, which moves
-		// it to the end of the list this loop is reading; once is enough.
-		if done[r.OutRequestNo] {
-			return nil
+	rp := &deadReplay{store: store, dryRun: *dryRun, opts: opts, c: c}
+	err = rp.run(ctx, *concurrency, func(yield func(deadletter.Record, error) bool) {
+		if len(names) == 0 {
+			for r, err := range store.List(ctx, filter) {
+				if !yield(r, err) {
+					return
+				}
+			}
+			return
 		}
-		done[r.OutRequestNo] = true
-		out, err := store.Replay(ctx, r, *dryRun, opts...)
-		switch {
-		case errors.Is(err, deadletter.ErrNotReplayable):
-			failed++
-			c.errorf("dead replay: out_request_no=%s: %v", r.OutRequestNo, err)
-		case err != nil:
-			return err
-		case out == deadletter.Replayed:
-			replayed++
-		default:
-			skipped++
-		}
-		return nil
-	}
-	if len(names) > 0 {
 		for _, no := range names {
 			r, err := store.Get(ctx, no)
 			if errors.Is(err, deadletter.ErrNotFound) {
-				failed++
-				c.errorf("dead replay: out_request_no=%s: no dead letter", no)
+				rp.failure(no, errors.New("no dead letter"))
 				continue
 			}
-			if err == nil {
-				err = replay(r)
-			}
-			if err != nil {
-				return replaySummary(c, *dryRun, replayed, skipped, failed, err)
+			if !yield(r, err) {
+				return
 			}
 		}
-	} else {
-		for r, err := range store.List(ctx, filter) {
-			if err == nil {
-				err = replay(r)
-			}
-			if err != nil {
-				return replaySummary(c, *dryRun, replayed, skipped, failed, err)
-			}
-		}
-	}
-	return replaySummary(c, *dryRun, replayed, skipped, failed, nil)
-}
-
-// replaySummary prints the summary line, and the error that stopped the
-// replay if one did; it returns the exit code.
-func replaySummary(c *cli, dryRun bool, replayed, skipped, failed int, err error) int {
+	})
 	if err != nil {
 		c.errorf("dead replay: %v", err)
 	}
 	format := "replayed=%d skipped=%d failed=%d\n"
-	if dryRun {
+	if *dryRun {
 		format = "would replay=%d skipped=%d failed=%d\n"
 	}
-	fmt.Fprintf(c.stdout, format, replayed, skipped, failed)
-	if err != nil || failed > 0 {
+	fmt.Fprintf(c.stdout, format, rp.replayed, rp.skipped, rp.failed)
+	if err != nil || rp.failed > 0 {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// deadReplay is one run of `enqueue dead replay`: one goroutine reads the
+// records, a pool replays them (each replay is a few Redis round trips,
+// which a handful in flight hide).
+type deadReplay struct {
+	store  *deadletter.Store
+	dryRun bool
+	opts   []tasks.Option
+	c      *cli
+
+	// mu guards the counts and serialises writes to stderr.
+	mu                        sync.Mutex
+	replayed, skipped, failed int
+}
+
+// run replays the records recs yields with n replays in flight, and
+// returns the first error that is not a record's own (Redis gone, Ctrl-C).
+func (rp *deadReplay) run(ctx context.Context, n int, recs iter.Seq2[deadletter.Record, error]) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	jobs := make(chan deadletter.Record, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for r := range jobs {
+				if err := rp.replay(ctx, r); err != nil {
+					cancel(err)
+				}
+			}
+		})
+	}
+	// A replay that fails again at once is recorded anew, which moves it
+	// to the end of the list being read; once a run is enough.
+	seen := map[string]bool{}
+	var readErr error
+	for r, err := range recs {
+		if err != nil {
+			readErr = err
+			break
+		}
+		if seen[r.OutRequestNo] {
+			continue
+		}
+		seen[r.OutRequestNo] = true
+		select {
+		case jobs <- r:
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	close(jobs)
+	wg.Wait()
+	if readErr != nil {
+		return readErr
+	}
+	return context.Cause(ctx)
+}
+
+func (rp *deadReplay) replay(ctx context.Context, r deadletter.Record) error {
+	out, err := rp.store.Replay(ctx, r, rp.dryRun, rp.opts...)
+	switch {
+	case errors.Is(err, deadletter.ErrNotReplayable):
+		rp.failure(r.OutRequestNo, err)
+	case err != nil:
+		return fmt.Errorf("out_request_no=%s: %w", r.OutRequestNo, err)
+	default:
+		rp.mu.Lock()
+		defer rp.mu.Unlock()
+		if out == deadletter.Replayed {
+			rp.replayed++
+		} else {
+			rp.skipped++
+		}
+	}
+	return nil
+}
+
+// failure counts a dead letter that cannot be replayed and names it.
+func (rp *deadReplay) failure(no string, err error) {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	rp.failed++
+	rp.c.errorf("dead replay: out_request_no=%s: %v", no, err)
 }
 
 func dash(s string) string {
