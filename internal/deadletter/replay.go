@@ -79,6 +79,9 @@ func (s *Store) Replay(ctx context.Context, r Record, dryRun bool, opts ...tasks
 	if dryRun {
 		return Replayed, nil
 	}
+	// Taken before the enqueue: a worker may fail the new task before
+	// the record is marked.
+	at := time.Now()
 	if _, err := s.cli.EnqueueContext(ctx, task); err != nil {
 		if errors.Is(err, asynq.ErrTaskIDConflict) {
 			// Another replay (or enqueue) got there first.
@@ -86,7 +89,7 @@ func (s *Store) Replay(ctx context.Context, r Record, dryRun bool, opts ...tasks
 		}
 		return "", fmt.Errorf("replay: enqueue: %w", err)
 	}
-	if err := s.markReplayed(ctx, r.OutRequestNo, time.Now()); err != nil {
+	if err := s.markReplayed(ctx, r.OutRequestNo, at); err != nil {
 		return "", err
 	}
 	return Replayed, nil

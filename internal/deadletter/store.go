@@ -190,18 +190,22 @@ func (s *Store) record(ctx context.Context, mode string, r Record) (bool, error)
 
 // markReplayedScript notes a replay on a record that still exists: the
 // replayed import may already have succeeded and removed it, and a note
-// must not bring it back.
+// must not bring it back. A failure recorded since the replay began
+// (ARGV[1]) is the replay failing already: the record stays dead.
 var markReplayedScript = redis.NewScript(`
 if redis.call("EXISTS", KEYS[1]) == 0 then
 	return 0
 end
-redis.call("HSET", KEYS[1], "state", "replayed", "replayed_at", ARGV[1])
+if tonumber(redis.call("HGET", KEYS[1], "last_failed_at") or "0") < tonumber(ARGV[1]) then
+	redis.call("HSET", KEYS[1], "state", "replayed")
+end
+redis.call("HSET", KEYS[1], "replayed_at", ARGV[1])
 redis.call("HINCRBY", KEYS[1], "replays", 1)
 return 1
 `)
 
-// markReplayed notes that a record's task was put back; the record stays
-// until the import succeeds.
+// markReplayed notes that a record's task was put back at the time given;
+// the record stays until the import succeeds.
 func (s *Store) markReplayed(ctx context.Context, outRequestNo string, at time.Time) error {
 	if err := markReplayedScript.Run(ctx, s.rdb, []string{s.rec + outRequestNo}, at.UnixMilli()).Err(); err != nil {
 		return fmt.Errorf("dead letters: mark replayed: %w", err)

@@ -254,12 +254,28 @@ func TestDeadLettersFollowTheTask(t *testing.T) {
 	b.waitFor(t, 30*time.Second, func() bool { return b.count(t) == 3 }, func() string { return b.logs.String() })
 	require.Contains(t, b.logs.String(), `"message":"dead letter recorded"`)
 
+	// A replay before the cause is fixed fails again: the record is dead
+	// again, its attempts added up, not left as a replay in flight.
+	code, stdout, stderr := b.cli(t, "dead", "replay", viaRun.OutRequestNo)
+	require.Equal(t, 0, code, stderr)
+	require.Equal(t, "replayed=1 skipped=0 failed=0\n", stdout)
+	b.waitFor(t, 30*time.Second, func() bool {
+		info, err := b.insp.GetTaskInfo(b.queue, viaRun.OutRequestNo)
+		return err == nil && info.State == asynq.TaskStateArchived
+	}, func() string { return b.logs.String() })
+	rec, err = b.store.Get(context.Background(), viaRun.OutRequestNo)
+	require.NoError(t, err)
+	require.Equal(t, deadletter.StateDead, rec.State)
+	require.Equal(t, 2, rec.Attempts)
+	require.Equal(t, 1, rec.Replays)
+	require.Equal(t, "NO_AUTH", rec.WeChatCode)
+
 	b.srv.AuthorizeCard(card)
 	// The dashboard's "run" puts the archived task back as it is.
 	require.NoError(t, b.insp.RunTask(b.queue, viaRun.OutRequestNo))
 	// An operator deletes the archived task and enqueues the member anew.
 	require.NoError(t, b.insp.DeleteTask(b.queue, viaEnqueue.OutRequestNo))
-	code, stdout, stderr := b.cli(t, "one", "--card-id", card, "--openid", viaEnqueue.OpenID, "--out-request-no", viaEnqueue.OutRequestNo)
+	code, stdout, stderr = b.cli(t, "one", "--card-id", card, "--openid", viaEnqueue.OpenID, "--out-request-no", viaEnqueue.OutRequestNo)
 	require.Equal(t, 0, code, stderr)
 	require.Equal(t, "enqueued out_request_no="+viaEnqueue.OutRequestNo+"\n", stdout)
 
