@@ -86,6 +86,9 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
+
 // Count returns how many dead letters the queue has, replayed ones still in
 // flight included: a record leaves the store only when its import succeeds.
 func (s *Store) Count(ctx context.Context) (int64, error) {

@@ -95,6 +95,12 @@ func openDead(ctx context.Context, c *cli, rf redisFlags) (*deadletter.Store, er
 	if err != nil {
 		return nil, err
 	}
+	// Say plainly that Redis cannot be reached, not what the sweep's
+	// first command made of it.
+	if err := store.Ping(ctx); err != nil {
+		_ = store.Close()
+		return nil, fmt.Errorf("redis: %w", err)
+	}
 	if _, err := store.Sweep(ctx); err != nil {
 		_ = store.Close()
 		return nil, err
@@ -206,40 +212,53 @@ func runDeadReplay(ctx context.Context, c *cli, args []string) int {
 	all := fs.Bool("all", false, "replay every dead letter")
 	dryRun := fs.Bool("dry-run", false, "say what would be replayed, change nothing")
 	concurrency := fs.Int("concurrency", defaultConcurrency, "`number` of replays in flight at once")
-	if code, done := parseFlags(fs, args); done {
+	rp := &deadReplay{c: c}
+	// Every run that got past -h ends with the summary line, even one
+	// that replayed nothing: tools read it.
+	finish := func(code int, err error) int {
+		if err != nil {
+			c.errorf("%v", err)
+		}
+		format := "replayed=%d skipped=%d failed=%d\n"
+		if *dryRun {
+			format = "would replay=%d skipped=%d failed=%d\n"
+		}
+		fmt.Fprintf(c.stdout, format, rp.replayed, rp.skipped, rp.failed)
+		if code == exitOK && rp.failed > 0 {
+			code = exitFailure
+		}
 		return code
 	}
+	if code, done := parseFlags(fs, args); done {
+		if code == exitOK {
+			return code
+		}
+		return finish(code, nil)
+	}
+	rp.dryRun = *dryRun
 	names := fs.Args()
 	switch {
 	case len(names) > 0 && (*all || ff.set()):
-		c.errorf("dead replay: name out_request_nos or select with --all or filters, not both")
-		return exitUsage
+		return finish(exitUsage, errors.New("dead replay: name out_request_nos or select with --all or filters, not both"))
 	case len(names) == 0 && !*all && !ff.set():
-		c.errorf("dead replay: say what to replay: out_request_nos, a filter (--reason, --card-id, --since) or --all")
-		return exitUsage
-	}
-	if *concurrency < 1 {
-		c.errorf("--concurrency: must be at least 1, got %d", *concurrency)
-		return exitUsage
+		return finish(exitUsage, errors.New("dead replay: say what to replay: out_request_nos, a filter (--reason, --card-id, --since) or --all"))
+	case *concurrency < 1:
+		return finish(exitUsage, fmt.Errorf("--concurrency: must be at least 1, got %d", *concurrency))
 	}
 	filter, err := ff.filter(time.Now())
 	if err != nil {
-		c.errorf("%v", err)
-		return exitUsage
+		return finish(exitUsage, err)
 	}
-	opts, err := tf.options(rf.queue)
-	if err != nil {
-		c.errorf("%v", err)
-		return exitUsage
+	if rp.opts, err = tf.options(rf.queue); err != nil {
+		return finish(exitUsage, err)
 	}
 	store, err := openDead(ctx, c, rf)
 	if err != nil {
-		c.errorf("dead replay: %v", err)
-		return exitFailure
+		return finish(exitFailure, fmt.Errorf("dead replay: %w", err))
 	}
 	defer store.Close()
+	rp.store = store
 
-	rp := &deadReplay{store: store, dryRun: *dryRun, opts: opts, c: c}
 	err = rp.run(ctx, *concurrency, func(yield func(deadletter.Record, error) bool) {
 		if len(names) == 0 {
 			for r, err := range store.List(ctx, filter) {
@@ -261,17 +280,9 @@ func runDeadReplay(ctx context.Context, c *cli, args []string) int {
 		}
 	})
 	if err != nil {
-		c.errorf("dead replay: %v", err)
+		return finish(exitFailure, fmt.Errorf("dead replay: %w", err))
 	}
-	format := "replayed=%d skipped=%d failed=%d\n"
-	if *dryRun {
-		format = "would replay=%d skipped=%d failed=%d\n"
-	}
-	fmt.Fprintf(c.stdout, format, rp.replayed, rp.skipped, rp.failed)
-	if err != nil || rp.failed > 0 {
-		return exitFailure
-	}
-	return exitOK
+	return finish(exitOK, nil)
 }
 
 // deadReplay is one run of `enqueue dead replay`: one goroutine reads the

@@ -239,8 +239,10 @@ func TestDeadReplayInvalidPayload(t *testing.T) {
 
 func TestDeadUsage(t *testing.T) {
 	t.Parallel()
+	const unreachable = "redis://127.0.0.1:1/0"
 	tests := []struct {
 		name       string
+		env        string // REDIS_URL
 		args       []string
 		wantCode   int
 		wantStdout string
@@ -249,18 +251,21 @@ func TestDeadUsage(t *testing.T) {
 		{name: "no subcommand", args: []string{"dead"}, wantCode: 1, wantStderr: "usage: enqueue dead list|replay"},
 		{name: "help", args: []string{"dead", "-h"}, wantCode: 0, wantStderr: "never trimmed"},
 		{name: "unknown subcommand", args: []string{"dead", "purge"}, wantCode: 1, wantStderr: `enqueue: dead: unknown subcommand "purge" (list or replay)`},
-		{name: "replay nothing said", args: []string{"dead", "replay"}, wantCode: 1, wantStderr: "enqueue: dead replay: say what to replay: out_request_nos, a filter (--reason, --card-id, --since) or --all"},
-		{name: "replay names and all", args: []string{"dead", "replay", "--all", "n1"}, wantCode: 1, wantStderr: "enqueue: dead replay: name out_request_nos or select with --all or filters, not both"},
-		{name: "replay bad since", args: []string{"dead", "replay", "--since", "3 days"}, wantCode: 1, wantStderr: `enqueue: --since: "3 days" is neither a duration`},
-		{name: "replay bad option", args: []string{"dead", "replay", "--all", "--max-retry", "-1"}, wantCode: 1, wantStderr: "enqueue: --max-retry: must not be negative, got -1"},
+		{name: "replay nothing said", wantStdout: "replayed=0 skipped=0 failed=0\n", args: []string{"dead", "replay"}, wantCode: 1, wantStderr: "enqueue: dead replay: say what to replay: out_request_nos, a filter (--reason, --card-id, --since) or --all"},
+		{name: "replay names and all", wantStdout: "replayed=0 skipped=0 failed=0\n", args: []string{"dead", "replay", "--all", "n1"}, wantCode: 1, wantStderr: "enqueue: dead replay: name out_request_nos or select with --all or filters, not both"},
+		{name: "replay bad since", wantStdout: "replayed=0 skipped=0 failed=0\n", args: []string{"dead", "replay", "--since", "3 days"}, wantCode: 1, wantStderr: `enqueue: --since: "3 days" is neither a duration`},
+		{name: "replay bad option", wantStdout: "replayed=0 skipped=0 failed=0\n", args: []string{"dead", "replay", "--all", "--max-retry", "-1"}, wantCode: 1, wantStderr: "enqueue: --max-retry: must not be negative, got -1"},
 		{name: "replay -h", args: []string{"dead", "replay", "-h"}, wantCode: 0, wantStderr: "replayed=N skipped=M failed=K"},
 		{name: "status without number", args: []string{"status"}, wantCode: 1, wantStderr: "enqueue: status: want one OUT_REQUEST_NO, got 0 arguments; flags go before it"},
 		{name: "dead list without redis", args: []string{"dead", "list"}, wantCode: 1, wantStderr: "enqueue: dead list: REDIS_URL: not set (set it, or pass --redis-url)"},
+		{name: "dead list, redis unreachable", env: unreachable, args: []string{"dead", "list"}, wantCode: 1, wantStderr: "enqueue: dead list: redis: dial tcp 127.0.0.1:1: connect: connection refused\n"},
+		{name: "dead replay, redis unreachable", env: unreachable, args: []string{"dead", "replay", "--all"}, wantCode: 1, wantStdout: "replayed=0 skipped=0 failed=0\n", wantStderr: "enqueue: dead replay: redis: dial tcp 127.0.0.1:1: connect: connection refused\n"},
+		{name: "status, redis unreachable", env: unreachable, args: []string{"status", "n1"}, wantCode: 1, wantStderr: "enqueue: status: redis: dial tcp 127.0.0.1:1: connect: connection refused\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			b := &testBundle{env: map[string]string{}}
+			b := &testBundle{env: map[string]string{"REDIS_URL": tt.env}}
 			got := b.runRaw(redistest.Context(t), nil, tt.args...)
 			require.Equal(t, tt.wantCode, got.code)
 			require.Equal(t, tt.wantStdout, got.stdout)

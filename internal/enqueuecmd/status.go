@@ -31,9 +31,12 @@ type statusReport struct {
 	// the task (trimmed from its archive, or deleted) but the dead-letter
 	// store does.
 	State string `json:"state"`
-	// Retried is how many retries of the budget the task has spent; rate
-	// limits, systemic faults and worker crashes do not spend any. Both
-	// are absent when asynq no longer holds the task.
+	// Attempts counts the attempts that spent the retry budget, the one
+	// running or the last one included. Retried is how many retries of
+	// the budget the task has spent. Rate limits, systemic faults and
+	// worker crashes spend none and are not counted. All three are
+	// absent when asynq no longer holds the task.
+	Attempts      *int      `json:"attempts,omitempty"`
 	Retried       *int      `json:"retried,omitempty"`
 	RetryBudget   *int      `json:"retry_budget,omitempty"`
 	LastError     string    `json:"last_error,omitempty"`
@@ -74,6 +77,10 @@ func runStatus(ctx context.Context, c *cli, args []string) int {
 	defer store.Close()
 	insp := asynq.NewInspector(connOpt)
 	defer insp.Close()
+	if err := store.Ping(ctx); err != nil {
+		c.errorf("status: redis: %v", err)
+		return exitFailure
+	}
 
 	rep, err := status(ctx, insp, store, rf.queue, no)
 	if err != nil {
@@ -117,7 +124,15 @@ func status(ctx context.Context, insp *asynq.Inspector, store *deadletter.Store,
 	}
 	rep.State = info.State.String()
 	budget := tasks.RetryBudget(info.MaxRetry)
-	rep.Retried, rep.RetryBudget = &info.Retried, &budget
+	attempts := info.Retried
+	switch info.State {
+	case asynq.TaskStateActive, asynq.TaskStateCompleted, asynq.TaskStateArchived:
+		// asynq counts a failure as a retry when it schedules one; the
+		// attempt running now, or the one that ended the task, is not
+		// in Retried.
+		attempts++
+	}
+	rep.Attempts, rep.Retried, rep.RetryBudget = &attempts, &info.Retried, &budget
 	rep.LastError = maskPayloadOpenID(info.Payload, info.LastErr)
 	rep.LastFailedAt = info.LastFailedAt
 	if info.State != asynq.TaskStateCompleted && info.State != asynq.TaskStateArchived {
@@ -161,6 +176,7 @@ func (rep statusReport) print(c *cli) {
 		line("state", "dead (only in the dead-letter store: asynq trimmed or deleted its task)")
 	} else {
 		line("state", rep.State)
+		line("attempts", fmt.Sprint(*rep.Attempts))
 		line("retries", fmt.Sprintf("%d of %d spent", *rep.Retried, *rep.RetryBudget))
 	}
 	line("last_error", rep.LastError)
