@@ -62,9 +62,10 @@ func (d *deadLetters) HandleError(ctx context.Context, task *asynq.Task, err err
 	if task.Type() != tasks.TypeImport || errors.Is(err, asynq.RevokeTask) {
 		return
 	}
-	retried, _ := asynq.GetRetryCount(ctx)
-	maxRetry, _ := asynq.GetMaxRetry(ctx)
-	if !errors.Is(err, asynq.SkipRetry) && retried < maxRetry {
+	retried, ok1 := asynq.GetRetryCount(ctx)
+	maxRetry, ok2 := asynq.GetMaxRetry(ctx)
+	exhausted := ok1 && ok2 && retried >= maxRetry
+	if !errors.Is(err, asynq.SkipRetry) && !exhausted {
 		return
 	}
 	id, _ := asynq.GetTaskID(ctx)
