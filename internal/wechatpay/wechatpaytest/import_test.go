@@ -115,6 +115,25 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
+// TestAuthorizeCard lifts a card's NO_AUTH, as an operator fixing the
+// cause of dead letters would: the same out_request_no then imports.
+func TestAuthorizeCard(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	body := importBody{OpenID: openid, OutRequestNo: "a1"}
+	_, _, err := b.importMember(t, "pNOAUTH-card", body)
+	require.Equal(t, "NO_AUTH", apiError(t, err).Code)
+
+	b.srv.AuthorizeCard("pNOAUTH-card")
+	code, _, err := b.importMember(t, "pNOAUTH-card", body)
+	require.NoError(t, err)
+	require.NotEmpty(t, code)
+	require.Equal(t, 1, b.srv.ImportCount("pNOAUTH-card", openid))
+
+	_, _, err = b.importMember(t, "pNOAUTH-other", importBody{OpenID: openid, OutRequestNo: "a2"})
+	require.Equal(t, "NO_AUTH", apiError(t, err).Code, "only the card named")
+}
+
 func TestCodeGivenByTheCaller(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
