@@ -57,7 +57,13 @@ func Serve(ctx context.Context, cfg config.Worker, log zerolog.Logger) error {
 	}
 	defer client.Close()
 
-	handler, err := tasks.NewHandler(tasks.HandlerConfig{Importer: client, Logger: &log})
+	guarded, closeGuard, err := newGuard(cfg, client, log)
+	if err != nil {
+		return err
+	}
+	defer closeGuard()
+
+	handler, err := tasks.NewHandler(tasks.HandlerConfig{Importer: guarded, Logger: &log})
 	if err != nil {
 		return err
 	}
@@ -68,7 +74,7 @@ func Serve(ctx context.Context, cfg config.Worker, log zerolog.Logger) error {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	log.Info().Str("queue", cfg.Queue).Int("concurrency", cfg.Concurrency).
-		Str("mode", string(client.Mode())).Msg("worker started")
+		Str("mode", string(client.Mode())).Float64("rate_limit", cfg.Guard.RateLimit).Msg("worker started")
 
 	<-ctx.Done()
 	log.Info().Msg("worker stopping")

@@ -150,11 +150,20 @@ func (e *Emulator) wait(r *http.Request) {
 	}
 }
 
-// allow applies the rate limit.
+// allow applies the rate limit and counts the requests it admits.
 func (e *Emulator) allow() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.limiter == nil || e.limiter.allow(e.clock())
+	now := e.clock()
+	if e.limiter != nil && !e.limiter.allow(now) {
+		return false
+	}
+	if e.stats.Admitted == 0 {
+		e.stats.FirstAdmitted = now
+	}
+	e.stats.Admitted++
+	e.stats.LastAdmitted = now
+	return true
 }
 
 // reply writes a. A 2xx is signed with the key named by signSerial, or, when

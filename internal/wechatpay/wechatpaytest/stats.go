@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"maps"
 	"net/http"
+	"time"
 )
 
 // Stats counts what the emulator did.
@@ -18,6 +19,13 @@ type Stats struct {
 	Replays int `json:"replays"`
 	// Members is how many distinct members were imported (Seed excluded).
 	Members int `json:"members"`
+	// Admitted is how many /v3/ requests passed the rate limit, whatever
+	// their answer; FirstAdmitted and LastAdmitted are when the first and
+	// the last of them arrived, so a load test can work out the rate it
+	// achieved as (Admitted-1) / (LastAdmitted-FirstAdmitted).
+	Admitted      int       `json:"admitted"`
+	FirstAdmitted time.Time `json:"first_admitted"`
+	LastAdmitted  time.Time `json:"last_admitted"`
 	// Refusals counts error answers by WeChat code: SIGN_ERROR,
 	// RATELIMIT_EXCEEDED, SYSTEM_ERROR, PARAM_ERROR, INVALID_REQUEST, …
 	Refusals map[string]int `json:"refusals"`

@@ -1,0 +1,190 @@
+package guard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/cardimport/cardimport/internal/wechatpay"
+	"github.com/cardimport/cardimport/tasks"
+)
+
+// pollInterval is how often a task waiting on an open circuit looks again.
+const pollInterval = 500 * time.Millisecond
+
+// Causes and hints the breaker opens with; operators read them in the log,
+// in ReadState and on `enqueue circuit`.
+const (
+	causeSignError = "wechat pay rejects our signature (401 SIGN_ERROR)"
+	causeOutage    = "wechat pay failing: %d 5xx answers or timeouts in a row (last: %s)"
+	hintOutage     = "wechat pay is down or unreachable from this host; imports resume by themselves once a probe call succeeds; check this host's network egress to WECHATPAY_BASE_URL"
+)
+
+// breaker is the fleet's circuit breaker, kept in Redis. Closed: calls go
+// through. Open: calls wait; whoever creates the probe key (SET NX, expiring
+// after the probe interval) makes one call; an answer that shows WeChat
+// verifies our signature again closes it. Each change of state is made by
+// one script run, so exactly one worker of the fleet logs it.
+type breaker struct {
+	rdb       redis.UniversalClient
+	keys      keys
+	threshold int
+	probe     time.Duration
+	log       zerolog.Logger
+}
+
+func newBreaker(rdb redis.UniversalClient, k keys, threshold int, probe time.Duration, log zerolog.Logger) *breaker {
+	return &breaker{rdb: rdb, keys: k, threshold: threshold, probe: probe, log: log}
+}
+
+// admit returns when a call may go: at once while the circuit is closed;
+// while it is open, when this call wins the next probe or the circuit
+// closes. Past until it returns a DeferredError.
+func (b *breaker) admit(ctx context.Context, until time.Time) error {
+	for {
+		state, err := b.rdb.HGet(ctx, b.keys.circuit, "state").Result()
+		if errors.Is(err, redis.Nil) || (err == nil && state != stateOpen) {
+			return nil
+		}
+		if err == nil {
+			won, werr := b.rdb.SetNX(ctx, b.keys.probe, "probing", b.probe).Result()
+			if werr == nil && won {
+				b.log.Info().Msg("circuit open, probing wechat pay")
+				return nil
+			}
+			err = werr
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			return &tasks.DeferredError{Reason: tasks.DeferRedis, RetryAfter: time.Second, Err: err}
+		}
+		left := time.Until(until)
+		if left <= 0 {
+			return &tasks.DeferredError{Reason: tasks.DeferCircuitOpen, RetryAfter: b.probe}
+		}
+		if !sleep(ctx, min(pollInterval, left)) {
+			return ctx.Err()
+		}
+	}
+}
+
+// record tells the breaker what a call met, and reports whether the call
+// failed as part of an outage the open circuit stands for: such a failure
+// is the outage's, not the task's, and must not spend its retry budget.
+func (b *breaker) record(ctx context.Context, err error) (outage bool) {
+	var werr *wechatpay.Error
+	errors.As(err, &werr)
+	switch {
+	case err == nil:
+		b.succeed(ctx)
+	case werr == nil && ctx.Err() != nil:
+		// Our own shutdown or deadline, not WeChat's answer.
+	case werr == nil:
+		return b.fail(ctx, 0, "")
+	case werr.Kind == wechatpay.KindSystemic:
+		b.open(ctx, werr)
+	case werr.Kind == wechatpay.KindPermanent, werr.Kind == wechatpay.KindAlreadyMember:
+		// WeChat verified our signature and judged the member: it works.
+		b.succeed(ctx)
+	case werr.Kind == wechatpay.KindTransient && (werr.StatusCode >= 500 || werr.StatusCode == 0):
+		return b.fail(ctx, werr.StatusCode, werr.Code)
+	}
+	// A 429, a 202 or a forged answer says nothing about an outage.
+	return false
+}
+
+// succeed closes the circuit and forgets failures.
+func (b *breaker) succeed(ctx context.Context) {
+	res, err := closeScript.Run(ctx, b.rdb, []string{b.keys.circuit, b.keys.probe}).Slice()
+	if err != nil {
+		b.log.Warn().Err(err).Msg("circuit state not recorded")
+		return
+	}
+	if closed, _ := res[0].(int64); closed == 1 {
+		since := time.UnixMilli(parseInt(res[2]))
+		b.log.Info().Str("cause", toString(res[1])).Dur("open_for", time.Since(since)).
+			Msg("circuit closed, imports resume")
+	}
+}
+
+// open opens the circuit at once: the fault is in our configuration.
+func (b *breaker) open(ctx context.Context, werr *wechatpay.Error) {
+	b.transition(ctx, 0, causeSignError, werr.Hint, werr.StatusCode, werr.Code)
+}
+
+// fail counts a 5xx or a timeout, opens the circuit at the threshold, and
+// reports whether the circuit is open.
+func (b *breaker) fail(ctx context.Context, status int, code string) bool {
+	last := "no answer"
+	if status != 0 {
+		last = fmt.Sprintf("http %d %s", status, code)
+	}
+	return b.transition(ctx, b.threshold, fmt.Sprintf(causeOutage, b.threshold, last), hintOutage, status, code)
+}
+
+// transition counts a failure, opens the circuit when threshold is 0 or
+// reached, logs the opening if this call made it, and reports whether the
+// circuit is open.
+func (b *breaker) transition(ctx context.Context, threshold int, cause, hint string, status int, code string) bool {
+	res, err := openScript.Run(ctx, b.rdb, []string{b.keys.circuit, b.keys.probe},
+		cause, hint, b.probe.Milliseconds(), threshold).Slice()
+	if err != nil || len(res) != 2 {
+		b.log.Warn().Err(err).Msg("circuit state not recorded")
+		return false
+	}
+	switch res[0].(int64) {
+	case 1:
+		b.log.Error().Str("cause", cause).Str("hint", hint).Int("http_status", status).Str("wechat_code", code).
+			Dur("probe_interval", b.probe).
+			Msg("circuit opened, imports wait without spending retries")
+		return true
+	case 2:
+		b.log.Warn().Int("http_status", status).Str("wechat_code", code).Msg("call failed while circuit open")
+		return true
+	}
+	return false
+}
+
+func parseInt(v any) int64 {
+	n, _ := v.(int64)
+	return n
+}
+
+const stateOpen = "open"
+
+// openScript: KEYS circuit, probe; ARGV cause, hint, probe ms, threshold
+// (0: open at once). Counts a failure, opens at the threshold, and arms the
+// probe key so the first probe comes one interval later. Returns
+// {0 closed / 1 opened now / 2 already open, failures}.
+var openScript = redis.NewScript(nowMillis + `
+local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+if redis.call('HGET', KEYS[1], 'state') == 'open' then
+  return {2, n}
+end
+if tonumber(ARGV[4]) > 0 and n < tonumber(ARGV[4]) then
+  return {0, n}
+end
+redis.call('HSET', KEYS[1], 'state', 'open', 'cause', ARGV[1], 'hint', ARGV[2], 'since', now)
+redis.call('SET', KEYS[2], 'opened', 'PX', ARGV[3])
+return {1, n}
+`)
+
+// closeScript: KEYS circuit, probe. Deletes the circuit's state (closed is
+// the absence of state). Returns {closed, cause, since ms}.
+var closeScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {0, '', 0}
+end
+local st = redis.call('HMGET', KEYS[1], 'state', 'cause', 'since')
+redis.call('DEL', KEYS[1], KEYS[2])
+if st[1] == 'open' then
+  return {1, st[2], tonumber(st[3])}
+end
+return {0, '', 0}
+`)
