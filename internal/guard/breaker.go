@@ -35,10 +35,11 @@ type breaker struct {
 	threshold int
 	probe     time.Duration
 	log       zerolog.Logger
+	stop      <-chan struct{}
 }
 
-func newBreaker(rdb redis.UniversalClient, k keys, threshold int, probe time.Duration, log zerolog.Logger) *breaker {
-	return &breaker{rdb: rdb, keys: k, threshold: threshold, probe: probe, log: log}
+func newBreaker(rdb redis.UniversalClient, k keys, threshold int, probe time.Duration, log zerolog.Logger, stop <-chan struct{}) *breaker {
+	return &breaker{rdb: rdb, keys: k, threshold: threshold, probe: probe, log: log, stop: stop}
 }
 
 // admit returns when a call may go: at once while the circuit is closed;
@@ -65,11 +66,15 @@ func (b *breaker) admit(ctx context.Context, until time.Time) error {
 			return &tasks.DeferredError{Reason: tasks.DeferRedis, RetryAfter: time.Second, Err: err}
 		}
 		left := time.Until(until)
+		deferred := &tasks.DeferredError{Reason: tasks.DeferCircuitOpen, RetryAfter: b.probe}
 		if left <= 0 {
-			return &tasks.DeferredError{Reason: tasks.DeferCircuitOpen, RetryAfter: b.probe}
+			return deferred
 		}
-		if !sleep(ctx, min(pollInterval, left)) {
-			return ctx.Err()
+		if !sleep(ctx, b.stop, min(pollInterval, left)) {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return deferred
 		}
 	}
 }

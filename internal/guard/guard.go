@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -127,6 +128,8 @@ type Guard struct {
 	maxWait time.Duration
 	probe   time.Duration
 	log     zerolog.Logger
+	stop    chan struct{}
+	once    sync.Once
 }
 
 // New returns a Guard in front of next, or an error naming what cfg lacks.
@@ -140,10 +143,12 @@ func New(next tasks.Importer, cfg Config) (*Guard, error) {
 	}
 	log := cfg.Logger.With().Str("queue", cfg.Queue).Logger()
 	k := newKeys(cfg.Queue)
+	stop := make(chan struct{})
 	return &Guard{
 		next:    next,
-		limiter: newLimiter(cfg.Redis, k, cfg.Rate, log),
-		breaker: newBreaker(cfg.Redis, k, cfg.FailureThreshold, cfg.ProbeInterval, log),
+		stop:    stop,
+		limiter: newLimiter(cfg.Redis, k, cfg.Rate, log, stop),
+		breaker: newBreaker(cfg.Redis, k, cfg.FailureThreshold, cfg.ProbeInterval, log, stop),
 		maxWait: cfg.MaxWait,
 		probe:   cfg.ProbeInterval,
 		log:     log,
@@ -179,6 +184,11 @@ func (g *Guard) Import(ctx context.Context, req wechatpay.ImportRequest) (wechat
 	}
 }
 
+// Stop ends every wait at once and makes later calls return a
+// DeferredError without waiting, so that a worker shutting down hands its
+// waiting tasks back to the queue at once instead of holding SIGTERM up.
+func (g *Guard) Stop() { g.once.Do(func() { close(g.stop) }) }
+
 // waitUntil is when a task stops waiting for room and goes back to the
 // queue: after MaxWait, and early enough to leave the call its timeout
 // before the task's deadline.
@@ -190,17 +200,17 @@ func (g *Guard) waitUntil(ctx context.Context) time.Time {
 	return until
 }
 
-// sleep waits d or until ctx ends, and reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
+// sleep waits d, and reports whether it did: false when ctx ended or the
+// guard was stopped first.
+func sleep(ctx context.Context, stop <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(max(d, 0))
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return true
+		return ctx.Err() == nil
 	case <-ctx.Done():
+		return false
+	case <-stop:
 		return false
 	}
 }
