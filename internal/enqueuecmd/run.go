@@ -38,6 +38,7 @@ type command struct {
 var commands = []command{
 	{name: "one", summary: "enqueue the import of one member", run: runOne},
 	{name: "file", summary: "enqueue the import of every member in a CSV or JSON-lines file", run: runFile},
+	{name: "circuit", summary: "show the circuit breaker and rate slowdown the workers share", run: runCircuit},
 }
 
 // cli is what a subcommand may touch of the process.

@@ -24,11 +24,12 @@ const (
 	hintOutage     = "wechat pay is down or unreachable from this host; imports resume by themselves once a probe call succeeds; check this host's network egress to WECHATPAY_BASE_URL"
 )
 
-// breaker is the fleet's circuit breaker, kept in Redis. Closed: calls go
-// through. Open: calls wait; whoever creates the probe key (SET NX, expiring
-// after the probe interval) makes one call; an answer that shows WeChat
-// verifies our signature again closes it. Each change of state is made by
-// one script run, so exactly one worker of the fleet logs it.
+// breaker is the fleet's circuit breaker, kept in a Redis hash. Closed (no
+// hash, or one holding only a count of failures): calls go through. Open:
+// calls wait; the first to ask once the probe time has come makes one call
+// and sets the next probe time; an answer that shows WeChat verifies our
+// signature again closes it. Every decision is one script run on Redis's
+// clock, so exactly one worker of the fleet makes, and logs, each change.
 type breaker struct {
 	rdb       redis.UniversalClient
 	keys      keys
@@ -47,22 +48,16 @@ func newBreaker(rdb redis.UniversalClient, k keys, threshold int, probe time.Dur
 // closes. Past until it returns a DeferredError.
 func (b *breaker) admit(ctx context.Context, until time.Time) error {
 	for {
-		state, err := b.rdb.HGet(ctx, b.keys.circuit, "state").Result()
-		if errors.Is(err, redis.Nil) || (err == nil && state != stateOpen) {
+		verdict, err := admitScript.Run(ctx, b.rdb, []string{b.keys.circuit}, b.probe.Milliseconds()).Int()
+		switch {
+		case err == nil && verdict == admitClosed:
 			return nil
-		}
-		if err == nil {
-			won, werr := b.rdb.SetNX(ctx, b.keys.probe, "probing", b.probe).Result()
-			if werr == nil && won {
-				b.log.Info().Msg("circuit open, probing wechat pay")
-				return nil
-			}
-			err = werr
-		}
-		if ctx.Err() != nil {
+		case err == nil && verdict == admitProbe:
+			b.log.Info().Msg("circuit open, probing wechat pay")
+			return nil
+		case ctx.Err() != nil:
 			return ctx.Err()
-		}
-		if err != nil {
+		case err != nil:
 			return &tasks.DeferredError{Reason: tasks.DeferRedis, RetryAfter: time.Second, Err: err}
 		}
 		left := time.Until(until)
@@ -106,7 +101,7 @@ func (b *breaker) record(ctx context.Context, err error) (outage bool) {
 
 // succeed closes the circuit and forgets failures.
 func (b *breaker) succeed(ctx context.Context) {
-	res, err := closeScript.Run(ctx, b.rdb, []string{b.keys.circuit, b.keys.probe}).Slice()
+	res, err := closeScript.Run(ctx, b.rdb, []string{b.keys.circuit}).Slice()
 	if err != nil {
 		b.log.Warn().Err(err).Msg("circuit state not recorded")
 		return
@@ -137,7 +132,7 @@ func (b *breaker) fail(ctx context.Context, status int, code string) bool {
 // reached, logs the opening if this call made it, and reports whether the
 // circuit is open.
 func (b *breaker) transition(ctx context.Context, threshold int, cause, hint string, status int, code string) bool {
-	res, err := openScript.Run(ctx, b.rdb, []string{b.keys.circuit, b.keys.probe},
+	res, err := openScript.Run(ctx, b.rdb, []string{b.keys.circuit},
 		cause, hint, b.probe.Milliseconds(), threshold).Slice()
 	if err != nil || len(res) != 2 {
 		b.log.Warn().Err(err).Msg("circuit state not recorded")
@@ -163,10 +158,31 @@ func parseInt(v any) int64 {
 
 const stateOpen = "open"
 
-// openScript: KEYS circuit, probe; ARGV cause, hint, probe ms, threshold
-// (0: open at once). Counts a failure, opens at the threshold, and arms the
-// probe key so the first probe comes one interval later. Returns
-// {0 closed / 1 opened now / 2 already open, failures}.
+// Verdicts of admitScript.
+const (
+	admitClosed = 0
+	admitProbe  = 1
+	admitWait   = 2
+)
+
+// admitScript: KEYS circuit; ARGV probe interval ms. Returns admitClosed,
+// admitProbe (and moves the next probe an interval on) or admitWait.
+var admitScript = redis.NewScript(nowMillis + `
+local st = redis.call('HMGET', KEYS[1], 'state', 'next_probe')
+if st[1] ~= 'open' then
+  return 0
+end
+if now < tonumber(st[2] or '0') then
+  return 2
+end
+redis.call('HSET', KEYS[1], 'next_probe', now + tonumber(ARGV[1]))
+return 1
+`)
+
+// openScript: KEYS circuit; ARGV cause, hint, probe interval ms, threshold
+// (0: open at once). Counts a failure, opens at the threshold, and sets the
+// first probe one interval later. Returns {0 closed / 1 opened now /
+// 2 already open, failures}.
 var openScript = redis.NewScript(nowMillis + `
 local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)
 if redis.call('HGET', KEYS[1], 'state') == 'open' then
@@ -175,19 +191,19 @@ end
 if tonumber(ARGV[4]) > 0 and n < tonumber(ARGV[4]) then
   return {0, n}
 end
-redis.call('HSET', KEYS[1], 'state', 'open', 'cause', ARGV[1], 'hint', ARGV[2], 'since', now)
-redis.call('SET', KEYS[2], 'opened', 'PX', ARGV[3])
+redis.call('HSET', KEYS[1], 'state', 'open', 'cause', ARGV[1], 'hint', ARGV[2], 'since', now,
+  'next_probe', now + tonumber(ARGV[3]))
 return {1, n}
 `)
 
-// closeScript: KEYS circuit, probe. Deletes the circuit's state (closed is
-// the absence of state). Returns {closed, cause, since ms}.
+// closeScript: KEYS circuit. Deletes the circuit's hash (closed is the
+// absence of state). Returns {closed, cause, since ms}.
 var closeScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {0, '', 0}
 end
 local st = redis.call('HMGET', KEYS[1], 'state', 'cause', 'since')
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1])
 if st[1] == 'open' then
   return {1, st[2], tonumber(st[3])}
 end

@@ -8,17 +8,12 @@ type keys struct {
 	rate string
 	// slowdown holds the factor a 429 applied to the rate, and since when.
 	slowdown string
-	// circuit holds the breaker: state, cause, hint, since, failures.
+	// circuit holds the breaker: state, cause, hint, since, next_probe,
+	// failures.
 	circuit string
-	// probe exists while a probe is due later; whoever creates it probes.
-	probe string
 }
 
-// KeyPrefix returns the prefix of every key the guard keeps for queue, for
-// tests and tools that clean up after a queue.
-func KeyPrefix(queue string) string { return "cardimport:{" + queue + "}:" }
-
 func newKeys(queue string) keys {
-	p := KeyPrefix(queue)
-	return keys{rate: p + "wechatpay", slowdown: p + "slowdown", circuit: p + "circuit", probe: p + "circuit:probe"}
+	p := "cardimport:{" + queue + "}:"
+	return keys{rate: p + "wechatpay", slowdown: p + "slowdown", circuit: p + "circuit"}
 }

@@ -34,17 +34,10 @@ type State struct {
 // the enqueue command and the metrics endpoint can read it.
 func ReadState(ctx context.Context, rdb redis.UniversalClient, queue string) (State, error) {
 	k := newKeys(queue)
-	var circuit *redis.MapStringStringCmd
-	var probe *redis.DurationCmd
-	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		circuit = p.HGetAll(ctx, k.circuit)
-		probe = p.PTTL(ctx, k.probe)
-		return nil
-	})
+	h, err := rdb.HGetAll(ctx, k.circuit).Result()
 	if err != nil {
 		return State{}, err
 	}
-	h := circuit.Val()
 	s := State{Open: h["state"] == stateOpen}
 	s.Failures, _ = strconv.Atoi(h["failures"])
 	if s.Open {
@@ -52,7 +45,9 @@ func ReadState(ctx context.Context, rdb redis.UniversalClient, queue string) (St
 		if ms, err := strconv.ParseInt(h["since"], 10, 64); err == nil {
 			s.Since = time.UnixMilli(ms)
 		}
-		s.NextProbe = max(probe.Val(), 0)
+		if ms, err := strconv.ParseInt(h["next_probe"], 10, 64); err == nil {
+			s.NextProbe = max(time.Until(time.UnixMilli(ms)), 0)
+		}
 	}
 	if s.RateFactor, err = readFactor(ctx, rdb, k); err != nil {
 		return State{}, err
@@ -66,7 +61,7 @@ func ReadState(ctx context.Context, rdb redis.UniversalClient, queue string) (St
 func DeleteState(ctx context.Context, rdb redis.UniversalClient, queue string) error {
 	k := newKeys(queue)
 	return errors.Join(
-		rdb.Del(ctx, k.circuit, k.probe, k.slowdown).Err(),
+		rdb.Del(ctx, k.circuit, k.slowdown).Err(),
 		redis_rate.NewLimiter(rdb).Reset(ctx, k.rate),
 	)
 }
