@@ -87,7 +87,7 @@ func (c *cli) usage() {
 	var b strings.Builder
 	b.WriteString("usage: enqueue COMMAND [flags] [ARGS]\n\nPuts member-card imports into the import queue.\n\ncommands:\n")
 	for _, cmd := range commands {
-		fmt.Fprintf(&b, "  %-8s %s\n", cmd.name, cmd.summary)
+		fmt.Fprintf(&b, "  %-6s %s\n", cmd.name, cmd.summary)
 	}
 	b.WriteString("\nenqueue COMMAND -h shows a command's flags.\n")
 	b.WriteString(envHelp)

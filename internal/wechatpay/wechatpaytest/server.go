@@ -34,6 +34,11 @@ type Emulator struct {
 	faults  faults
 	members members
 	stats   Stats
+	// admitted counts the requests the rate limit let through (Admitted).
+	admitted struct {
+		n           int
+		first, last time.Time
+	}
 }
 
 // New returns an emulator for the merchant and WeChat identities in keys.
@@ -158,11 +163,11 @@ func (e *Emulator) allow() bool {
 	if e.limiter != nil && !e.limiter.allow(now) {
 		return false
 	}
-	if e.stats.Admitted == 0 {
-		e.stats.FirstAdmitted = now
+	if e.admitted.n == 0 {
+		e.admitted.first = now
 	}
-	e.stats.Admitted++
-	e.stats.LastAdmitted = now
+	e.admitted.n++
+	e.admitted.last = now
 	return true
 }
 

@@ -19,13 +19,6 @@ type Stats struct {
 	Replays int `json:"replays"`
 	// Members is how many distinct members were imported (Seed excluded).
 	Members int `json:"members"`
-	// Admitted is how many /v3/ requests passed the rate limit, whatever
-	// their answer; FirstAdmitted and LastAdmitted are when the first and
-	// the last of them arrived, so a load test can work out the rate it
-	// achieved as (Admitted-1) / (LastAdmitted-FirstAdmitted).
-	Admitted      int       `json:"admitted"`
-	FirstAdmitted time.Time `json:"first_admitted"`
-	LastAdmitted  time.Time `json:"last_admitted"`
 	// Refusals counts error answers by WeChat code: SIGN_ERROR,
 	// RATELIMIT_EXCEEDED, SYSTEM_ERROR, PARAM_ERROR, INVALID_REQUEST, …
 	Refusals map[string]int `json:"refusals"`
@@ -39,6 +32,15 @@ func (e *Emulator) Stats() Stats {
 	s.Members = len(e.members.imports)
 	s.Refusals = maps.Clone(e.stats.Refusals)
 	return s
+}
+
+// Admitted reports how many /v3/ requests passed the rate limit, whatever
+// their answer, and when the first and the last of them arrived, so that a
+// load test can work out the rate it achieved: (n-1) / last.Sub(first).
+func (e *Emulator) Admitted() (n int, first, last time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.admitted.n, e.admitted.first, e.admitted.last
 }
 
 // ImportCount returns how many times a member was newly imported. Whatever
