@@ -84,7 +84,9 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 
 	var deferred *DeferredError
-	if errors.As(err, &deferred) {
+	var werr *wechatpay.Error
+	isDeferred, called := errors.As(err, &deferred), errors.As(err, &werr)
+	if isDeferred && !called {
 		// Held back before WeChat saw it (circuit open, no room in the
 		// shared rate): the breaker logs its state changes once for the
 		// fleet, so each deferral is only worth a debug line.
@@ -93,9 +95,17 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	kind := wechatpay.KindOf(err)
 	level, msg, ret := decide(ctx, kind, err)
+	if isDeferred {
+		// WeChat answered, but with the fault the circuit breaker stands
+		// for (a rejected signature, an outage): logged as such, and
+		// retried with the probes without spending the budget.
+		ret = err
+		if kind == wechatpay.KindTransient {
+			level, msg = zerolog.WarnLevel, "import failed, will retry"
+		}
+	}
 	ev := log.WithLevel(level).Str("outcome", kind.String()).Dur("duration", duration)
-	var werr *wechatpay.Error
-	if errors.As(err, &werr) {
+	if called {
 		ev = ev.Int("http_status", werr.StatusCode).Str("wechat_code", werr.Code).Str("request_id", werr.RequestID)
 	}
 	if kind != wechatpay.KindAlreadyMember {

@@ -75,8 +75,8 @@ func (b *breaker) admit(ctx context.Context, until time.Time) error {
 }
 
 // record tells the breaker what a call met, and reports whether the call
-// failed as part of an outage the open circuit stands for: such a failure
-// is the outage's, not the task's, and must not spend its retry budget.
+// failed as part of the fault the open circuit stands for (a rejected
+// signature, an outage): such a failure is the fleet's, not the task's.
 func (b *breaker) record(ctx context.Context, err error) (outage bool) {
 	var werr *wechatpay.Error
 	errors.As(err, &werr)
@@ -88,7 +88,7 @@ func (b *breaker) record(ctx context.Context, err error) (outage bool) {
 	case werr == nil:
 		return b.fail(ctx, 0, "")
 	case werr.Kind == wechatpay.KindSystemic:
-		b.open(ctx, werr)
+		return b.open(ctx, werr)
 	case werr.Kind == wechatpay.KindPermanent, werr.Kind == wechatpay.KindAlreadyMember:
 		// WeChat verified our signature and judged the member: it works.
 		b.succeed(ctx)
@@ -114,8 +114,8 @@ func (b *breaker) succeed(ctx context.Context) {
 }
 
 // open opens the circuit at once: the fault is in our configuration.
-func (b *breaker) open(ctx context.Context, werr *wechatpay.Error) {
-	b.transition(ctx, 0, causeSignError, werr.Hint, werr.StatusCode, werr.Code)
+func (b *breaker) open(ctx context.Context, werr *wechatpay.Error) bool {
+	return b.transition(ctx, 0, causeSignError, werr.Hint, werr.StatusCode, werr.Code)
 }
 
 // fail counts a 5xx or a timeout, opens the circuit at the threshold, and

@@ -169,9 +169,9 @@ func (g *Guard) Import(ctx context.Context, req wechatpay.ImportRequest) (wechat
 			return wechatpay.ImportResult{}, err
 		}
 		res, err := g.next.Import(ctx, req)
-		if g.breaker.record(ctx, err) && wechatpay.KindOf(err) == wechatpay.KindTransient {
-			// WeChat is down for everyone: the task waits for the
-			// circuit without spending a retry.
+		if g.breaker.record(ctx, err) {
+			// The fault is everyone's: the task comes back with the
+			// probes, without spending a retry.
 			return res, &tasks.DeferredError{Reason: tasks.DeferCircuitOpen, RetryAfter: g.probe, Err: err}
 		}
 		if err != nil && wechatpay.KindOf(err) == wechatpay.KindRateLimited {

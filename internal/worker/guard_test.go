@@ -250,8 +250,10 @@ func TestWrongKeyArchivesNothingAndRestartImports(t *testing.T) {
 		require.Zero(t, q.Archived, "nothing archived:\n%s", out.String())
 		time.Sleep(200 * time.Millisecond)
 	}
+	stopping := time.Now()
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait(), out.String())
+	t.Logf("stopped in %s", time.Since(stopping).Round(time.Millisecond))
 
 	logs := out.String()
 	require.Regexp(t, `"level":"error".*"cause":"wechat pay rejects our signature \(401 SIGN_ERROR\)".*"message":"circuit opened`, logs)
@@ -268,10 +270,12 @@ func TestWrongKeyArchivesNothingAndRestartImports(t *testing.T) {
 	}
 
 	b.env = good
+	restart := time.Now()
 	_, out = b.start(t)
 	for _, p := range ps {
 		b.waitState(t, p.OutRequestNo, asynq.TaskStateCompleted, 60*time.Second)
 		require.Equal(t, 1, b.srv.ImportCount(p.CardID, p.OpenID))
 	}
+	t.Logf("all imported %s after the restart", time.Since(restart).Round(time.Millisecond))
 	require.Contains(t, out.String(), `"message":"circuit closed, imports resume"`)
 }
