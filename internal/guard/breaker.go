@@ -16,6 +16,9 @@ import (
 // pollInterval is how often a task waiting on an open circuit looks again.
 const pollInterval = 500 * time.Millisecond
 
+// recordTimeout bounds the recording of an answer in Redis.
+const recordTimeout = 5 * time.Second
+
 // Causes and hints the breaker opens with; operators read them in the log,
 // in ReadState and on `enqueue circuit`.
 const (
@@ -44,32 +47,36 @@ func newBreaker(rdb redis.UniversalClient, k keys, threshold int, probe time.Dur
 }
 
 // admit returns when a call may go: at once while the circuit is closed;
-// while it is open, when this call wins the next probe or the circuit
-// closes. Past until it returns a DeferredError.
-func (b *breaker) admit(ctx context.Context, until time.Time) error {
+// while it is open, when this call wins the next probe (probe is then set)
+// or the circuit closes. Past until it returns a DeferredError.
+func (b *breaker) admit(ctx context.Context, until time.Time) (probe bool, err error) {
+	// A probe holds the next probe back for as long as its call may take,
+	// so that probes go one at a time even when each waits for a timeout;
+	// record then sets the next one an interval after it ended.
+	lease := b.probe + callReserve
 	for {
-		verdict, err := admitScript.Run(ctx, b.rdb, []string{b.keys.circuit}, b.probe.Milliseconds()).Int()
+		verdict, err := admitScript.Run(ctx, b.rdb, []string{b.keys.circuit}, lease.Milliseconds()).Int()
 		switch {
 		case err == nil && verdict == admitClosed:
-			return nil
+			return false, nil
 		case err == nil && verdict == admitProbe:
 			b.log.Info().Msg("circuit open, probing wechat pay")
-			return nil
+			return true, nil
 		case ctx.Err() != nil:
-			return ctx.Err()
+			return false, ctx.Err()
 		case err != nil:
-			return &tasks.DeferredError{Reason: tasks.DeferRedis, RetryAfter: time.Second, Err: err}
+			return false, &tasks.DeferredError{Reason: tasks.DeferRedis, RetryAfter: time.Second, Err: err}
 		}
 		left := time.Until(until)
 		deferred := &tasks.DeferredError{Reason: tasks.DeferCircuitOpen, RetryAfter: b.probe}
 		if left <= 0 {
-			return deferred
+			return false, deferred
 		}
 		if !sleep(ctx, b.stop, min(pollInterval, left)) {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return false, ctx.Err()
 			}
-			return deferred
+			return false, deferred
 		}
 	}
 }
@@ -77,26 +84,44 @@ func (b *breaker) admit(ctx context.Context, until time.Time) error {
 // record tells the breaker what a call met, and reports whether the call
 // failed as part of the fault the open circuit stands for (a rejected
 // signature, an outage): such a failure is the fleet's, not the task's.
-func (b *breaker) record(ctx context.Context, err error) (outage bool) {
+// probe says the call was the open circuit's probe.
+func (b *breaker) record(ctx context.Context, err error, probe bool) (outage bool) {
+	// The task's context may be ending; what WeChat answered still counts.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
 	var werr *wechatpay.Error
 	errors.As(err, &werr)
 	switch {
 	case err == nil:
 		b.succeed(ctx)
-	case werr == nil && ctx.Err() != nil:
-		// Our own shutdown or deadline, not WeChat's answer.
-	case werr == nil:
-		return b.fail(ctx, 0, "")
-	case werr.Kind == wechatpay.KindSystemic:
-		return b.open(ctx, werr)
-	case werr.Kind == wechatpay.KindPermanent, werr.Kind == wechatpay.KindAlreadyMember:
+		return false
+	case werr != nil && (werr.Kind == wechatpay.KindPermanent || werr.Kind == wechatpay.KindAlreadyMember):
 		// WeChat verified our signature and judged the member: it works.
 		b.succeed(ctx)
+		return false
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		// Our own shutdown or deadline, not WeChat's answer.
+	case werr == nil:
+		return b.fail(ctx, 0, "", probe)
+	case werr.Kind == wechatpay.KindSystemic:
+		return b.open(ctx, werr, probe)
 	case werr.Kind == wechatpay.KindTransient && (werr.StatusCode >= 500 || werr.StatusCode == 0):
-		return b.fail(ctx, werr.StatusCode, werr.Code)
+		return b.fail(ctx, werr.StatusCode, werr.Code, probe)
 	}
-	// A 429, a 202 or a forged answer says nothing about an outage.
+	// A 429, a 202, a forged answer or our own cancellation says nothing
+	// about the fault; a probe that met one hands over to the next.
+	if probe {
+		b.handOver(ctx)
+	}
 	return false
+}
+
+// handOver lets the next probe go an interval from now, after a probe that
+// told nothing or was never sent.
+func (b *breaker) handOver(ctx context.Context) {
+	if err := rescheduleScript.Run(ctx, b.rdb, []string{b.keys.circuit}, b.probe.Milliseconds()).Err(); err != nil {
+		b.log.Warn().Err(err).Msg("circuit state not recorded")
+	}
 }
 
 // succeed closes the circuit and forgets failures.
@@ -114,26 +139,26 @@ func (b *breaker) succeed(ctx context.Context) {
 }
 
 // open opens the circuit at once: the fault is in our configuration.
-func (b *breaker) open(ctx context.Context, werr *wechatpay.Error) bool {
-	return b.transition(ctx, 0, causeSignError, werr.Hint, werr.StatusCode, werr.Code)
+func (b *breaker) open(ctx context.Context, werr *wechatpay.Error, probe bool) bool {
+	return b.transition(ctx, 0, causeSignError, werr.Hint, werr.StatusCode, werr.Code, probe)
 }
 
 // fail counts a 5xx or a timeout, opens the circuit at the threshold, and
 // reports whether the circuit is open.
-func (b *breaker) fail(ctx context.Context, status int, code string) bool {
+func (b *breaker) fail(ctx context.Context, status int, code string, probe bool) bool {
 	last := "no answer"
 	if status != 0 {
 		last = fmt.Sprintf("http %d %s", status, code)
 	}
-	return b.transition(ctx, b.threshold, fmt.Sprintf(causeOutage, b.threshold, last), hintOutage, status, code)
+	return b.transition(ctx, b.threshold, fmt.Sprintf(causeOutage, b.threshold, last), hintOutage, status, code, probe)
 }
 
 // transition counts a failure, opens the circuit when threshold is 0 or
 // reached, logs the opening if this call made it, and reports whether the
 // circuit is open.
-func (b *breaker) transition(ctx context.Context, threshold int, cause, hint string, status int, code string) bool {
+func (b *breaker) transition(ctx context.Context, threshold int, cause, hint string, status int, code string, probe bool) bool {
 	res, err := openScript.Run(ctx, b.rdb, []string{b.keys.circuit},
-		cause, hint, b.probe.Milliseconds(), threshold).Slice()
+		cause, hint, b.probe.Milliseconds(), threshold, probe).Slice()
 	if err != nil || len(res) != 2 {
 		b.log.Warn().Err(err).Msg("circuit state not recorded")
 		return false
@@ -145,7 +170,11 @@ func (b *breaker) transition(ctx context.Context, threshold int, cause, hint str
 			Msg("circuit opened, imports wait without spending retries")
 		return true
 	case 2:
-		b.log.Warn().Int("http_status", status).Str("wechat_code", code).Msg("call failed while circuit open")
+		msg := "call failed while circuit open"
+		if probe {
+			msg = "probe failed, circuit stays open"
+		}
+		b.log.Warn().Int("http_status", status).Str("wechat_code", code).Msg(msg)
 		return true
 	}
 	return false
@@ -165,8 +194,8 @@ const (
 	admitWait   = 2
 )
 
-// admitScript: KEYS circuit; ARGV probe interval ms. Returns admitClosed,
-// admitProbe (and moves the next probe an interval on) or admitWait.
+// admitScript: KEYS circuit; ARGV probe lease ms. Returns admitClosed,
+// admitProbe (and holds the next probe back for the lease) or admitWait.
 var admitScript = redis.NewScript(nowMillis + `
 local st = redis.call('HMGET', KEYS[1], 'state', 'next_probe')
 if st[1] ~= 'open' then
@@ -180,12 +209,16 @@ return 1
 `)
 
 // openScript: KEYS circuit; ARGV cause, hint, probe interval ms, threshold
-// (0: open at once). Counts a failure, opens at the threshold, and sets the
-// first probe one interval later. Returns {0 closed / 1 opened now /
-// 2 already open, failures}.
+// (0: open at once), 1 if the call was a probe. Counts a failure, opens at
+// the threshold, and sets the next probe one interval later (when opening,
+// or after a failed probe). Returns {0 closed / 1 opened now / 2 already
+// open, failures}.
 var openScript = redis.NewScript(nowMillis + `
 local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)
 if redis.call('HGET', KEYS[1], 'state') == 'open' then
+  if ARGV[5] == '1' then
+    redis.call('HSET', KEYS[1], 'next_probe', now + tonumber(ARGV[3]))
+  end
   return {2, n}
 end
 if tonumber(ARGV[4]) > 0 and n < tonumber(ARGV[4]) then
@@ -194,6 +227,15 @@ end
 redis.call('HSET', KEYS[1], 'state', 'open', 'cause', ARGV[1], 'hint', ARGV[2], 'since', now,
   'next_probe', now + tonumber(ARGV[3]))
 return {1, n}
+`)
+
+// rescheduleScript: KEYS circuit; ARGV probe interval ms. After a probe
+// that told nothing, lets the next one go an interval later.
+var rescheduleScript = redis.NewScript(nowMillis + `
+if redis.call('HGET', KEYS[1], 'state') == 'open' then
+  redis.call('HSET', KEYS[1], 'next_probe', now + tonumber(ARGV[1]))
+end
+return 0
 `)
 
 // closeScript: KEYS circuit. Deletes the circuit's hash (closed is the

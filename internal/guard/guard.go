@@ -162,14 +162,18 @@ func New(next tasks.Importer, cfg Config) (*Guard, error) {
 func (g *Guard) Import(ctx context.Context, req wechatpay.ImportRequest) (wechatpay.ImportResult, error) {
 	until := g.waitUntil(ctx)
 	for attempt := 1; ; attempt++ {
-		if err := g.breaker.admit(ctx, until); err != nil {
+		probe, err := g.breaker.admit(ctx, until)
+		if err != nil {
 			return wechatpay.ImportResult{}, err
 		}
 		if err := g.limiter.wait(ctx, until); err != nil {
+			if probe {
+				g.breaker.handOver(context.WithoutCancel(ctx))
+			}
 			return wechatpay.ImportResult{}, err
 		}
 		res, err := g.next.Import(ctx, req)
-		if g.breaker.record(ctx, err) {
+		if g.breaker.record(ctx, err, probe) {
 			// The fault is everyone's: the task comes back with the
 			// probes, without spending a retry.
 			return res, &tasks.DeferredError{Reason: tasks.DeferCircuitOpen, RetryAfter: g.probe, Err: err}

@@ -264,3 +264,37 @@ cardimport_circuit_open{queue=%q} %d
 	require.Error(t, err)
 	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(want(1)), "cardimport_circuit_open"))
 }
+
+// TestProbesGoOneAtATime: when each probe waits long for its answer, the
+// next one waits for it to end rather than for the interval alone.
+func TestProbesGoOneAtATime(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	probe, latency := 100*time.Millisecond, 600*time.Millisecond
+	g, _ := b.newGuard(t, nil, guard.Config{FailureThreshold: 1, ProbeInterval: probe, MaxWait: 200 * time.Millisecond})
+	b.srv.SetOutage(503)
+	b.srv.SetLatency(latency)
+	_, err := g.Import(context.Background(), request())
+	require.Error(t, err)
+	require.True(t, b.state(t).Open)
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Since(start) < 3*time.Second {
+				if _, err := g.Import(context.Background(), request()); tasks.IsFailure(err) {
+					t.Errorf("a call while open spent a retry: %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	calls := b.srv.Stats().Refusals["SERVICE_UNAVAILABLE"] - 1
+	t.Logf("%d probes in %s", calls, elapsed.Round(time.Millisecond))
+	require.Positive(t, calls)
+	require.LessOrEqual(t, calls, int(elapsed/(latency+probe))+1)
+}
