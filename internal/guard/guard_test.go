@@ -136,20 +136,19 @@ func TestSignErrorOpensAtOnceAndAProbeCloses(t *testing.T) {
 
 	start := time.Now()
 	var wg sync.WaitGroup
-	var deferred, systemic atomic.Int64
+	var deferred atomic.Int64
 	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for time.Since(start) < 2*time.Second {
 				_, err := bad.Import(context.Background(), request())
+				// Probes' SIGN_ERRORs come back deferred too: the
+				// circuit stands for them.
 				var d *tasks.DeferredError
-				switch {
-				case errors.As(err, &d) && d.Reason == tasks.DeferCircuitOpen && !tasks.IsFailure(err):
+				if errors.As(err, &d) && !tasks.IsFailure(err) {
 					deferred.Add(1)
-				case wechatpay.KindOf(err) == wechatpay.KindSystemic:
-					systemic.Add(1)
-				default:
+				} else {
 					t.Errorf("unexpected %v", err)
 				}
 			}
@@ -157,7 +156,7 @@ func TestSignErrorOpensAtOnceAndAProbeCloses(t *testing.T) {
 	}
 	wg.Wait()
 	calls := b.srv.Stats().Refusals["SIGN_ERROR"]
-	t.Logf("%d deferred, %d probes, %d SIGN_ERROR answers in %s", deferred.Load(), systemic.Load(), calls, time.Since(start))
+	t.Logf("%d deferred, %d SIGN_ERROR answers in %s", deferred.Load(), calls, time.Since(start))
 	require.Positive(t, deferred.Load())
 	require.LessOrEqual(t, calls, 1+int(time.Since(start)/probe)+1, "one probe per interval")
 	require.Equal(t, 1, strings.Count(badLogs.String(), "circuit opened"), badLogs.String())
@@ -297,4 +296,34 @@ func TestProbesGoOneAtATime(t *testing.T) {
 	t.Logf("%d probes in %s", calls, elapsed.Round(time.Millisecond))
 	require.Positive(t, calls)
 	require.LessOrEqual(t, calls, int(elapsed/(latency+probe))+1)
+}
+
+// TestNoRoomDefers: a call that finds no room in the shared rate before
+// its wait ends is deferred (no retry spent) without reaching WeChat.
+func TestNoRoomDefers(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	g, _ := b.newGuard(t, nil, guard.Config{Rate: 1, MaxWait: 300 * time.Millisecond})
+	var wg sync.WaitGroup
+	var done, deferred atomic.Int64
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := g.Import(context.Background(), request())
+			var d *tasks.DeferredError
+			switch {
+			case err == nil:
+				done.Add(1)
+			case errors.As(err, &d) && d.Reason == tasks.DeferRateLimit && !tasks.IsFailure(err):
+				deferred.Add(1)
+			default:
+				t.Errorf("unexpected %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, int64(1), done.Load(), "one call a second")
+	require.Equal(t, int64(4), deferred.Load())
+	require.Equal(t, 1, b.srv.Stats().Requests)
 }

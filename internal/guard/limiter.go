@@ -81,11 +81,15 @@ const burstFrom = 45
 // ask Redis, so that a process asks about once per token rather than every
 // waiting task asking at every turn.
 func (l *limiter) wait(ctx context.Context, until time.Time) error {
+	timeout := time.NewTimer(time.Until(until))
+	defer timeout.Stop()
 	select {
 	case l.turn <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-l.stop:
+		return &tasks.DeferredError{Reason: tasks.DeferRateLimit, RetryAfter: time.Second}
+	case <-timeout.C:
 		return &tasks.DeferredError{Reason: tasks.DeferRateLimit, RetryAfter: time.Second}
 	}
 	defer func() { <-l.turn }()
