@@ -38,6 +38,8 @@ type Worker struct {
 	LogLevel string
 	// WeChat is the merchant's identity and keys.
 	WeChat wechatpay.Config
+	// Guard is the shared rate limit and the circuit breaker.
+	Guard Guard
 }
 
 // DefaultConcurrency keeps enough calls in flight to use a per-merchant
@@ -58,6 +60,7 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 	shutdown := fs.Duration("shutdown-timeout", 20*time.Second, "time in-flight imports get to finish on SIGTERM")
 	logLevel := fs.String("log-level", orDefault(env("LOG_LEVEL"), "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	baseURL := fs.String("wechatpay-base-url", env("WECHATPAY_BASE_URL"), "WeChat Pay API base URL (env WECHATPAY_BASE_URL)")
+	guardFlags := registerGuard(fs, env)
 	if err := fs.Parse(args); err != nil {
 		return Worker{}, err
 	}
@@ -80,6 +83,9 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 	if err == nil && w.RetryMaxDelay < w.RetryMinDelay {
 		errs = append(errs, fmt.Errorf("RETRY_MAX_DELAY: %s is shorter than RETRY_MIN_DELAY %s", w.RetryMaxDelay, w.RetryMinDelay))
 	}
+	var guardErrs []error
+	w.Guard, guardErrs = guardFlags.check()
+	errs = append(errs, guardErrs...)
 	if w.Queue == "" {
 		errs = append(errs, errors.New("--queue: must not be empty"))
 	}

@@ -40,6 +40,7 @@ var commands = []command{
 	{name: "file", summary: "enqueue the import of every member in a CSV or JSON-lines file", run: runFile},
 	{name: "status", summary: "show where the import of one out_request_no stands", run: runStatus},
 	{name: "dead", summary: "list (dead list) or replay (dead replay) imports that failed for good", run: runDead},
+	{name: "circuit", summary: "show the circuit breaker and rate slowdown the workers share", run: runCircuit},
 }
 
 // cli is what a subcommand may touch of the process.
@@ -87,8 +88,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 func (c *cli) usage() {
 	var b strings.Builder
 	b.WriteString("usage: enqueue COMMAND [flags] [ARGS]\n\nPuts member-card imports into the import queue.\n\ncommands:\n")
+	width := 0
 	for _, cmd := range commands {
-		fmt.Fprintf(&b, "  %-6s %s\n", cmd.name, cmd.summary)
+		width = max(width, len(cmd.name))
+	}
+	for _, cmd := range commands {
+		fmt.Fprintf(&b, "  %-*s  %s\n", width, cmd.name, cmd.summary)
 	}
 	b.WriteString("\nenqueue COMMAND -h shows a command's flags.\n")
 	b.WriteString(envHelp)

@@ -99,7 +99,7 @@ func TestRunDispatch(t *testing.T) {
 	}{
 		{name: "no command", args: nil, wantCode: 1, wantStderr: "usage: enqueue COMMAND"},
 		{name: "help", args: []string{"-h"}, wantCode: 0, wantStderr: "usage: enqueue COMMAND"},
-		{name: "help word", args: []string{"help"}, wantCode: 0, wantStderr: "  file   enqueue the import of every member"},
+		{name: "help word", args: []string{"help"}, wantCode: 0, wantStderr: "  file     enqueue the import of every member"},
 		{name: "unknown command", args: []string{"frobnicate"}, wantCode: 1, wantStderr: `enqueue: unknown command "frobnicate" (enqueue -h lists them)`},
 		{name: "one -h", args: []string{"one", "-h"}, wantCode: 0, wantStderr: "usage: enqueue one --card-id CARD"},
 		{name: "file -h", args: []string{"file", "-h"}, wantCode: 0, wantStderr: "enqueued=N duplicates=M invalid=K"},

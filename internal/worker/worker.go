@@ -57,7 +57,13 @@ func Serve(ctx context.Context, cfg config.Worker, log zerolog.Logger) error {
 	}
 	defer client.Close()
 
-	handler, err := tasks.NewHandler(tasks.HandlerConfig{Importer: client, Logger: &log})
+	guarded, closeGuard, err := newGuard(cfg, client, log)
+	if err != nil {
+		return err
+	}
+	defer closeGuard()
+
+	handler, err := tasks.NewHandler(tasks.HandlerConfig{Importer: guarded, Logger: &log})
 	if err != nil {
 		return err
 	}
@@ -80,10 +86,13 @@ func Serve(ctx context.Context, cfg config.Worker, log zerolog.Logger) error {
 	go func() { defer close(swept); dead.sweep(sweepCtx, SweepInterval) }()
 	defer func() { stopSweep(); <-swept }()
 	log.Info().Str("queue", cfg.Queue).Int("concurrency", cfg.Concurrency).
-		Str("mode", string(client.Mode())).Msg("worker started")
+		Str("mode", string(client.Mode())).Float64("rate_limit", cfg.Guard.RateLimit).Msg("worker started")
 
 	<-ctx.Done()
 	log.Info().Msg("worker stopping")
+	// Tasks waiting for the circuit or the rate limit go back to the
+	// queue now rather than at the end of their wait.
+	guarded.Stop()
 	// Shutdown waits up to ShutdownTimeout for in-flight imports, then hands
 	// the rest back to the queue without spending a retry.
 	srv.Shutdown()
