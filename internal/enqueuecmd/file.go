@@ -89,6 +89,12 @@ func runFile(ctx context.Context, c *cli, args []string) int {
 	return code
 }
 
+// shardBuffer is how many rows may wait for each worker. A row goes to the
+// worker of its out_request_no, so without slack the reader would stall on
+// one busy worker while the others idle; 128 rows of ~200 bytes per worker
+// keep all of them fed, at a few hundred kilobytes whatever the file.
+const shardBuffer = 128
+
 // errInterrupted stops an import when the command's context is cancelled.
 var errInterrupted = errors.New("interrupted")
 
@@ -222,7 +228,7 @@ func (im *fileImport) run(ctx context.Context, r *memberfile.Reader) error {
 	shards := make([]chan job, im.workers)
 	var wg sync.WaitGroup
 	for i := range shards {
-		shards[i] = make(chan job, 8)
+		shards[i] = make(chan job, shardBuffer)
 		wg.Go(func() { im.work(ctx, i, shards[i]) })
 	}
 	readDone := make(chan error, 1)
