@@ -2,6 +2,7 @@ package intake_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -459,4 +460,39 @@ func TestRedisGone(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, health.StatusCode)
 	require.Contains(t, logs.String(), `"level":"error","method":"POST","path":"/v1/imports","http_status":503`)
 	require.NotContains(t, logs.String(), "oUserSecret")
+}
+
+// FuzzImports feeds the intake arbitrary bodies: it must answer each with
+// 200, 400 or 413 and a JSON body, and count every member it was given.
+func FuzzImports(f *testing.F) {
+	f.Add([]byte("[" + jsonOf(m(1)) + "]"))
+	f.Add([]byte(jsonOf(m(1)) + "\n{\"openid\":1}\n\n[]"))
+	f.Add([]byte(`[{"card_id":"c","openid":"o","out_request_no":"n"},{"card_id":null},[],1,"x"]`))
+	f.Add([]byte(`[1,`))
+	f.Add([]byte("\xff\xfe"))
+	mr := miniredis.RunT(f)
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: mr.Addr()})
+	f.Cleanup(func() { _ = client.Close() })
+	producer, err := tasks.NewProducer(client)
+	require.NoError(f, err)
+	srv, err := intake.New(context.Background(), intake.Config{Token: token, Producer: producer, MaxBodyBytes: 1 << 16, MaxMembers: 100})
+	require.NoError(f, err)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req := httptest.NewRequest(http.MethodPost, "/v1/imports", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, req)
+		switch rec.Code {
+		case http.StatusOK:
+			var got intake.Response
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
+			require.NotNil(t, got.Invalid)
+		case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+			var got map[string]string
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
+			require.NotEmpty(t, got["error"])
+		default:
+			t.Fatalf("status %d for %q", rec.Code, body)
+		}
+	})
 }
