@@ -28,6 +28,9 @@ type Producer struct {
 	client      *asynq.Client
 	opts        []Option
 	concurrency int
+	// built is opts applied, so that a member enqueued without options of
+	// its own costs no option building.
+	built options
 }
 
 // ProducerOption changes how NewProducer builds a Producer.
@@ -58,7 +61,8 @@ func NewProducer(client *asynq.Client, opts ...ProducerOption) (*Producer, error
 	if p.concurrency < 1 {
 		return nil, &OptionError{Option: "concurrency", Problem: fmt.Sprintf("must be at least 1, got %d", p.concurrency)}
 	}
-	if err := ValidateOptions(p.opts...); err != nil {
+	var err error
+	if p.built, err = buildOptions(p.opts); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -76,12 +80,17 @@ func (p *Producer) Ping() error { return p.client.Ping() }
 // repeat is not a failure. Any other error is a failure to reach the queue;
 // trying again later is safe.
 func (p *Producer) Enqueue(ctx context.Context, member Payload, opts ...Option) (duplicate bool, err error) {
+	o := p.built
 	if len(opts) > 0 {
-		opts = append(append([]Option(nil), p.opts...), opts...)
-	} else {
-		opts = p.opts
+		var err error
+		if o, err = buildOptions(append(append([]Option(nil), p.opts...), opts...)); err != nil {
+			return false, err
+		}
 	}
-	task, err := NewImportTask(member, opts...)
+	if err := member.Validate(); err != nil {
+		return false, err
+	}
+	task, err := newTask(member, o)
 	if err != nil {
 		return false, err
 	}
