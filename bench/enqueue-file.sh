@@ -22,4 +22,4 @@ for _ in $(seq 1 50); do
 done
 
 REDIS_URL="redis://127.0.0.1:$port/0" go test -count=1 -run '^$' \
-	-bench 'EnqueueFile' -benchtime "$benchtime" -timeout 30m ./internal/enqueuecmd
+	-bench "${BENCH:-EnqueueFile}" -benchtime "$benchtime" -timeout 30m ./internal/enqueuecmd
