@@ -36,8 +36,11 @@ type Worker struct {
 	ShutdownTimeout time.Duration
 	// LogLevel is debug, info, warn or error. Defaults to info.
 	LogLevel string
-	// WeChat is the merchant's identity and keys.
+	// WeChat is the merchant's identity and keys. Not read with
+	// --dashboard-only.
 	WeChat wechatpay.Config
+	// HTTP configures the dashboard and metrics servers.
+	HTTP
 }
 
 // DefaultConcurrency keeps enough calls in flight to use a per-merchant
@@ -58,6 +61,7 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 	shutdown := fs.Duration("shutdown-timeout", 20*time.Second, "time in-flight imports get to finish on SIGTERM")
 	logLevel := fs.String("log-level", orDefault(env("LOG_LEVEL"), "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	baseURL := fs.String("wechatpay-base-url", env("WECHATPAY_BASE_URL"), "WeChat Pay API base URL (env WECHATPAY_BASE_URL)")
+	httpFlags := bindHTTP(fs, env)
 	if err := fs.Parse(args); err != nil {
 		return Worker{}, err
 	}
@@ -68,6 +72,7 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 	w := Worker{Queue: *queue, Concurrency: *concurrency, ShutdownTimeout: *shutdown, LogLevel: *logLevel}
 	var errs []error
 	var err error
+	w.HTTP, errs = httpFlags.load()
 	if w.Redis, err = redisconn.Parse("REDIS_URL", *redisURL); err != nil {
 		errs = append(errs, err)
 	}
@@ -95,7 +100,9 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 		}
 		return env(name)
 	}
-	if w.WeChat, err = WeChatPay(wenv); err != nil {
+	if w.DashboardOnly {
+		// Serving the dashboard needs Redis only.
+	} else if w.WeChat, err = WeChatPay(wenv); err != nil {
 		errs = append(errs, err)
 	} else if err = w.WeChat.Validate(); err != nil {
 		errs = append(errs, err)
