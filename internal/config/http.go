@@ -75,7 +75,7 @@ func (f *httpFlags) load() (HTTP, []error) {
 			errs = append(errs, fmt.Errorf("--metrics: %q is not HOST:PORT", h.Metrics))
 		}
 	}
-	if h.Metrics != "" && h.Metrics == h.Dashboard {
+	if _, port, _ := net.SplitHostPort(h.Metrics); port != "0" && h.Metrics != "" && h.Metrics == h.Dashboard {
 		errs = append(errs, errors.New("--metrics: must differ from --dashboard"))
 	}
 	return h, errs
