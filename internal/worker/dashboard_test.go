@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -318,4 +319,82 @@ func TestDashboardShowsNoOpenID(t *testing.T) {
 		require.Equal(t, want, v, "asynq tasks %s", state)
 	}
 	d.srv.SetLatency(0)
+}
+
+// TestDashboardOnly: `worker --dashboard-only` serves the dashboard and the
+// metrics from nothing but REDIS_URL and the login — no WeChat Pay keys —
+// and takes no task from the queue.
+func TestDashboardOnly(t *testing.T) {
+	t.Parallel()
+	r := redistest.New(t)
+	queue := r.Queue(t)
+	env := map[string]string{"REDIS_URL": r.URL, "DASHBOARD_USER": "ops", "DASHBOARD_PASSWORD": "pw", "DASHBOARD_READ_ONLY": "true"}
+	c := asynq.NewClient(r.Opt)
+	defer c.Close()
+	task, err := tasks.NewImportTask(member("only", 0), tasks.WithQueue(queue))
+	require.NoError(t, err)
+	info, err := c.Enqueue(task)
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs, exited := &logtest.Buffer{}, make(chan struct{})
+	var runErr error
+	go func() {
+		defer close(exited)
+		runErr = worker.Run(ctx, []string{"--queue", queue, "--dashboard-only", "--dashboard", "127.0.0.1:0", "--metrics", "127.0.0.1:0"},
+			func(k string) string { return env[k] }, logs, logs)
+	}()
+	dash := "http://" + serverAddr(t, logs, "dashboard", exited)
+	mtrcs := "http://" + serverAddr(t, logs, "metrics", exited)
+
+	req, err := http.NewRequest(http.MethodGet, dash+"/api/queues/"+queue+"/pending_tasks", nil)
+	require.NoError(t, err)
+	req.SetBasicAuth("ops", "pw")
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode, "%s", body)
+	require.Contains(t, string(body), info.ID)
+
+	req, err = http.NewRequest(http.MethodDelete, dash+"/api/queues/"+queue+"/pending_tasks/"+info.ID, nil)
+	require.NoError(t, err)
+	req.SetBasicAuth("ops", "pw")
+	res, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusMethodNotAllowed, res.StatusCode, "DASHBOARD_READ_ONLY=true")
+
+	v, ok := metricstest.Scrape(t, mtrcs+"/metrics").Value("asynq_tasks_enqueued_total", "queue", queue, "state", "pending")
+	require.True(t, ok)
+	require.Equal(t, 1.0, v, "the task waits: nobody works the queue")
+	require.Contains(t, logs.String(), `"message":"dashboard only, not working the queue"`)
+
+	cancel()
+	select {
+	case <-exited:
+		require.NoError(t, runErr)
+	case <-time.After(30 * time.Second):
+		t.Fatal("dashboard did not stop")
+	}
+	require.Contains(t, logs.String(), `"message":"http server stopped"`)
+}
+
+// TestOpenDashboardWithoutLoginExitsOne: a dashboard other hosts could
+// reach, without DASHBOARD_USER and DASHBOARD_PASSWORD, stops the worker at
+// start, naming both.
+func TestOpenDashboardWithoutLoginExitsOne(t *testing.T) {
+	t.Parallel()
+	b := setupProcess(t)
+	bin, err := buildWorker()
+	require.NoError(t, err)
+	cmd := exec.Command(bin, "--dashboard", "0.0.0.0:0")
+	cmd.Env = b.env
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit)
+	require.Equal(t, 1, exit.ExitCode())
+	require.Contains(t, string(out), "worker: DASHBOARD_USER: required when --dashboard is not a loopback address")
+	require.Contains(t, string(out), "worker: DASHBOARD_PASSWORD: required when --dashboard is not a loopback address")
 }
