@@ -85,7 +85,10 @@ func New(cfg Config) (*Handler, error) {
 		PayloadFormatter: asynqmon.PayloadFormatterFunc(FormatPayload),
 		ResultFormatter:  asynqmon.ResultFormatterFunc(FormatResult),
 	})
-	var h http.Handler = noStore(mon)
+	// Browsers send a basic login with every request to the dashboard,
+	// including those another site's page makes: refuse cross-origin
+	// changes, and framing by other pages.
+	var h http.Handler = http.NewCrossOriginProtection().Handler(headers(mon))
 	if cfg.User != "" || cfg.Password != "" {
 		h = requireLogin(cfg.User, cfg.Password, realm, h)
 	}
@@ -106,13 +109,14 @@ func Serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	return httpserve.Run(ctx, "dashboard", "--dashboard", cfg.Addr, h, log)
 }
 
-// noStore keeps browsers and proxies from caching API answers, which show
-// queue contents.
-func noStore(next http.Handler) http.Handler {
+// headers keeps browsers and proxies from caching API answers, which show
+// queue contents, and other sites from framing the dashboard.
+func headers(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.Contains(r.URL.Path, "/api/") {
 			w.Header().Set("Cache-Control", "no-store")
 		}
+		w.Header().Set("X-Frame-Options", "DENY")
 		next.ServeHTTP(w, r)
 	})
 }

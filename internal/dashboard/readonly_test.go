@@ -79,3 +79,26 @@ func TestReadOnly(t *testing.T) {
 		})
 	}
 }
+
+// TestCrossSiteChangesRefused: a page on another site cannot make the
+// operator's browser, which sends the login by itself, change the queue;
+// the dashboard's own page can.
+func TestCrossSiteChangesRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t, dashboard.Config{Addr: "127.0.0.1:0", User: "ops", Password: "pw"})
+	id := b.archive(t, "1900000001-20261128-csrf01")
+	run := func(site string) int {
+		req, err := http.NewRequest(http.MethodPost, b.url+"/api/queues/"+b.queue+"/archived_tasks/"+id+":run", nil)
+		require.NoError(t, err)
+		req.SetBasicAuth("ops", "pw")
+		req.Header.Set("Sec-Fetch-Site", site)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	require.Equal(t, http.StatusForbidden, run("cross-site"))
+	require.Equal(t, asynq.TaskStateArchived, b.state(t, id))
+	require.Equal(t, http.StatusNoContent, run("same-origin"))
+	require.Equal(t, asynq.TaskStatePending, b.state(t, id))
+}
