@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cardimport/cardimport/internal/deadletter"
 	"github.com/cardimport/cardimport/internal/logging"
 	"github.com/cardimport/cardimport/internal/logtest"
 	"github.com/cardimport/cardimport/internal/metrics"
@@ -370,9 +372,13 @@ func TestDashboardOnly(t *testing.T) {
 	res.Body.Close()
 	require.Equal(t, http.StatusMethodNotAllowed, res.StatusCode, "DASHBOARD_READ_ONLY=true")
 
-	v, ok := metricstest.Scrape(t, mtrcs+"/metrics").Value("asynq_tasks_enqueued_total", "queue", queue, "state", "pending")
+	got := metricstest.Scrape(t, mtrcs+"/metrics")
+	v, ok := got.Value("asynq_tasks_enqueued_total", "queue", queue, "state", "pending")
 	require.True(t, ok)
 	require.Equal(t, 1.0, v, "the task waits: nobody works the queue")
+	v, ok = got.Value(metrics.DeadLetters, "queue", queue)
+	require.True(t, ok, "the dead-letter gauge needs no worker")
+	require.Zero(t, v)
 	require.Contains(t, logs.String(), `"message":"dashboard only, not working the queue"`)
 
 	cancel()
@@ -401,4 +407,73 @@ func TestOpenDashboardWithoutLoginExitsOne(t *testing.T) {
 	require.Equal(t, 1, exit.ExitCode())
 	require.Contains(t, string(out), "worker: DASHBOARD_USER: required when --dashboard is not a loopback address")
 	require.Contains(t, string(out), "worker: DASHBOARD_PASSWORD: required when --dashboard is not a loopback address")
+}
+
+// TestDashboardReplayKeepsDeadLettersConsistent: an import WeChat refuses
+// (the merchant may not issue the card) is archived and recorded as a dead
+// letter, counted by the metrics; once the cause is healed, "Run" on the
+// dashboard's Archived tab replays it: the member is imported once under
+// the same out_request_no and the record leaves the store.
+func TestDashboardReplayKeepsDeadLettersConsistent(t *testing.T) {
+	t.Parallel()
+	d := startDashboardRun(t)
+	store, err := deadletter.New(d.r.Opt, d.queue)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	ctx := redistest.Context(t)
+
+	p := member("replay", 0)
+	p.CardID = wechatpaytest.CardIDPrefixNoAuth + "WOibDc5-TBnbUk1"
+	id := d.enqueue(t, p)
+	d.waitState(t, id, asynq.TaskStateArchived)
+	rec := waitRecord(t, store, id)
+	require.Equal(t, "NO_AUTH", rec.WeChatCode)
+	require.Equal(t, logging.MaskOpenID(p.OpenID), rec.OpenIDMasked)
+	deadLetters := func() float64 {
+		v, ok := metricstest.Scrape(t, d.mtrcs+"/metrics").Value(metrics.DeadLetters, "queue", d.queue)
+		require.True(t, ok, "%s exposed", metrics.DeadLetters)
+		return v
+	}
+	require.Equal(t, 1.0, deadLetters())
+
+	// The operator has the card authorised, then replays from the dashboard.
+	d.srv.AuthorizeCard(p.CardID)
+	code, body := d.api(t, http.MethodPost, "/api/queues/"+d.queue+"/archived_tasks/"+id+":run")
+	require.Equal(t, http.StatusNoContent, code, "%s", body)
+
+	info := d.waitState(t, id, asynq.TaskStateCompleted)
+	res, err := tasks.DecodeResult(info.Result)
+	require.NoError(t, err)
+	require.Equal(t, tasks.OutcomeImported, res.Outcome)
+	require.Equal(t, 1, d.srv.ImportCount(p.CardID, p.OpenID), "imported once")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := store.Get(ctx, id)
+		if errors.Is(err, deadletter.ErrNotFound) {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "record still there after the import: %v", err)
+		time.Sleep(20 * time.Millisecond)
+	}
+	n, err := store.Count(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	require.Equal(t, 0.0, deadLetters())
+	_, archived := d.api(t, http.MethodGet, "/api/queues/"+d.queue+"/archived_tasks")
+	require.NotContains(t, archived, id)
+}
+
+// waitRecord waits for the dead letter of out_request_no id.
+func waitRecord(t *testing.T, store *deadletter.Store, id string) deadletter.Record {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		rec, err := store.Get(context.Background(), id)
+		if err == nil {
+			return rec
+		}
+		require.ErrorIs(t, err, deadletter.ErrNotFound)
+		require.True(t, time.Now().Before(deadline), "no dead letter for %s", id)
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cardimport/cardimport/internal/config"
 	"github.com/cardimport/cardimport/internal/dashboard"
+	"github.com/cardimport/cardimport/internal/deadletter"
 	"github.com/cardimport/cardimport/internal/httpserve"
 	"github.com/cardimport/cardimport/internal/metrics"
 	"github.com/cardimport/cardimport/tasks"
@@ -32,12 +33,20 @@ func startSide(cfg config.Worker, log zerolog.Logger) (_ *sideServers, err error
 		}
 	}()
 	if cfg.Metrics != "" {
+		// The gauge reads the store at each scrape, so it is right in a
+		// --dashboard-only process too, where no worker writes.
+		dead, err := deadletter.New(cfg.Redis, cfg.Queue)
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, dead.Close)
 		s.metrics, err = metrics.New(metrics.Config{
-			Redis:  cfg.Redis,
-			Queue:  cfg.Queue,
-			Logger: &log,
-			// DeadLetters (deadletter.Store.Count) and CircuitState (the
-			// breaker's state) are set here once those parts exist.
+			Redis:       cfg.Redis,
+			Queue:       cfg.Queue,
+			Logger:      &log,
+			DeadLetters: dead.Count,
+			// CircuitState (the breaker's state) is set here once the
+			// breaker exists.
 		})
 		if err != nil {
 			return nil, err
