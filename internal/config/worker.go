@@ -36,10 +36,13 @@ type Worker struct {
 	ShutdownTimeout time.Duration
 	// LogLevel is debug, info, warn or error. Defaults to info.
 	LogLevel string
-	// WeChat is the merchant's identity and keys.
+	// WeChat is the merchant's identity and keys. Not read with
+	// --dashboard-only.
 	WeChat wechatpay.Config
 	// Guard is the shared rate limit and the circuit breaker.
 	Guard Guard
+	// HTTP configures the dashboard and metrics servers.
+	HTTP
 }
 
 // DefaultConcurrency keeps enough calls in flight to use a per-merchant
@@ -61,6 +64,7 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 	logLevel := fs.String("log-level", orDefault(env("LOG_LEVEL"), "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	baseURL := fs.String("wechatpay-base-url", env("WECHATPAY_BASE_URL"), "WeChat Pay API base URL (env WECHATPAY_BASE_URL)")
 	guardFlags := registerGuard(fs, env)
+	httpFlags := bindHTTP(fs, env)
 	if err := fs.Parse(args); err != nil {
 		return Worker{}, err
 	}
@@ -71,6 +75,7 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 	w := Worker{Queue: *queue, Concurrency: *concurrency, ShutdownTimeout: *shutdown, LogLevel: *logLevel}
 	var errs []error
 	var err error
+	w.HTTP, errs = httpFlags.load()
 	if w.Redis, err = redisconn.Parse("REDIS_URL", *redisURL); err != nil {
 		errs = append(errs, err)
 	}
@@ -101,7 +106,9 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 		}
 		return env(name)
 	}
-	if w.WeChat, err = WeChatPay(wenv); err != nil {
+	if w.DashboardOnly {
+		// Serving the dashboard needs Redis only.
+	} else if w.WeChat, err = WeChatPay(wenv); err != nil {
 		errs = append(errs, err)
 	} else if err = w.WeChat.Validate(); err != nil {
 		errs = append(errs, err)

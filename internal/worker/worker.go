@@ -51,13 +51,22 @@ func Serve(ctx context.Context, cfg config.Worker, log zerolog.Logger) error {
 		log.Warn().Str("detail", w).Msg("redis check")
 	}
 
+	side, err := startSide(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer side.stop()
+	if cfg.DashboardOnly {
+		return side.dashboardOnly(ctx)
+	}
+
 	client, err := wechatpay.NewClient(ctx, cfg.WeChat)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
 
-	guarded, closeGuard, err := newGuard(cfg, client, log)
+	guarded, closeGuard, err := newGuard(cfg, side.instrument(client), log)
 	if err != nil {
 		return err
 	}
