@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/cardimport/cardimport/internal/deadletter"
+	"github.com/cardimport/cardimport/internal/guard"
 	"github.com/cardimport/cardimport/internal/logging"
 	"github.com/cardimport/cardimport/tasks"
 )
@@ -47,8 +49,9 @@ type statusReport struct {
 	CompletedAt   time.Time `json:"completed_at,omitzero"`
 	// DeadLetter is the import's dead letter, when it has one.
 	DeadLetter *deadletter.Record `json:"dead_letter,omitempty"`
-	// The WeChat circuit breaker's state (issue 5) belongs here, as a
-	// "circuit" field, once the breaker exists.
+	// Circuit is the state of the breaker the workers of the queue share:
+	// while it is open, an import that is not finished waits for it.
+	Circuit *guard.State `json:"circuit,omitempty"`
 }
 
 func runStatus(ctx context.Context, c *cli, args []string) int {
@@ -86,6 +89,15 @@ func runStatus(ctx context.Context, c *cli, args []string) int {
 	if err != nil {
 		c.errorf("status: out_request_no=%s: %v", no, err)
 		return exitFailure
+	}
+	if rdb, ok := connOpt.MakeRedisClient().(redis.UniversalClient); ok {
+		defer rdb.Close()
+		circuit, err := guard.ReadState(ctx, rdb, rf.queue)
+		if err != nil {
+			c.errorf("status: circuit: %v", err)
+			return exitFailure
+		}
+		rep.Circuit = &circuit
 	}
 	if *asJSON {
 		if err := json.NewEncoder(c.stdout).Encode(rep); err != nil {
@@ -185,6 +197,10 @@ func (rep statusReport) print(c *cli) {
 	line("outcome", rep.Outcome)
 	line("code", rep.Code)
 	line("completed_at", stamp(rep.CompletedAt))
+	if rep.Circuit != nil && rep.Circuit.Open && rep.Outcome == "" {
+		line("circuit", fmt.Sprintf("open since %s: %s; imports wait without spending retries (%s)",
+			stamp(rep.Circuit.Since), rep.Circuit.Cause, rep.Circuit.Hint))
+	}
 	if d := rep.DeadLetter; d != nil {
 		reason := string(d.Reason)
 		if d.HTTPStatus != 0 {
