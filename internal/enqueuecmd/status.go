@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -14,7 +13,6 @@ import (
 
 	"github.com/cardimport/cardimport/internal/deadletter"
 	"github.com/cardimport/cardimport/internal/guard"
-	"github.com/cardimport/cardimport/internal/logging"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -145,7 +143,7 @@ func status(ctx context.Context, insp *asynq.Inspector, store *deadletter.Store,
 		attempts++
 	}
 	rep.Attempts, rep.Retried, rep.RetryBudget = &attempts, &info.Retried, &budget
-	rep.LastError = maskPayloadOpenID(info.Payload, info.LastErr)
+	rep.LastError = deadletter.MaskPayloadOpenID(info.Payload, info.LastErr)
 	rep.LastFailedAt = info.LastFailedAt
 	if info.State != asynq.TaskStateCompleted && info.State != asynq.TaskStateArchived {
 		rep.NextAttemptAt = info.NextProcessAt
@@ -157,17 +155,6 @@ func status(ctx context.Context, insp *asynq.Inspector, store *deadletter.Store,
 		}
 	}
 	return rep, nil
-}
-
-// maskPayloadOpenID hides the task's openid should an error ever carry it.
-// The handler's errors do not (internal/wechatpay masks WeChat's
-// messages); this guards the operator's screen all the same.
-func maskPayloadOpenID(payload []byte, s string) string {
-	var p tasks.Payload
-	if json.Unmarshal(payload, &p) == nil && p.OpenID != "" {
-		s = strings.ReplaceAll(s, p.OpenID, logging.MaskOpenID(p.OpenID))
-	}
-	return s
 }
 
 func (rep statusReport) print(c *cli) {
