@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -39,6 +40,8 @@ type setupOpts struct {
 	emulator []wechatpaytest.Option
 	// mchKey replaces the merchant key the worker signs with.
 	mchKey *rsa.PrivateKey
+	// wrap, if set, stands between the handler and the WeChat Pay client.
+	wrap func(tasks.Importer) tasks.Importer
 }
 
 func setup(t *testing.T, o setupOpts) *testBundle {
@@ -57,7 +60,11 @@ func setup(t *testing.T, o setupOpts) *testBundle {
 	t.Cleanup(wc.Close)
 
 	log := zerolog.New(b.logs)
-	h, err := tasks.NewHandler(tasks.HandlerConfig{Importer: wc, Logger: &log})
+	var imp tasks.Importer = wc
+	if o.wrap != nil {
+		imp = o.wrap(wc)
+	}
+	h, err := tasks.NewHandler(tasks.HandlerConfig{Importer: imp, Logger: &log})
 	require.NoError(t, err)
 	srv := worker.NewServer(config.Worker{
 		Redis: r.Opt, Queue: b.queue, Concurrency: 4,
@@ -99,7 +106,13 @@ func (b *testBundle) enqueue(t *testing.T, p tasks.Payload, opts ...tasks.Option
 // `enqueue status` would, and fails after a deadline.
 func (b *testBundle) waitState(t *testing.T, id string, state asynq.TaskState) *asynq.TaskInfo {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	return b.waitStateWithin(t, id, state, 20*time.Second)
+}
+
+// waitStateWithin is waitState with its own deadline.
+func (b *testBundle) waitStateWithin(t *testing.T, id string, state asynq.TaskState, within time.Duration) *asynq.TaskInfo {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	var last *asynq.TaskInfo
 	for time.Now().Before(deadline) {
 		info, err := b.insp.GetTaskInfo(b.queue, id)
@@ -112,7 +125,7 @@ func (b *testBundle) waitState(t *testing.T, id string, state asynq.TaskState) *
 		time.Sleep(20 * time.Millisecond)
 	}
 	if last != nil {
-		t.Fatalf("task %s: state %s after 20s, want %s (retried %d, last error %q)", id, last.State, state, last.Retried, last.LastErr)
+		t.Fatalf("task %s: state %s after %s, want %s (retried %d, last error %q)", id, last.State, within, state, last.Retried, last.LastErr)
 	}
 	t.Fatalf("task %s not found", id)
 	return nil
@@ -239,8 +252,8 @@ func TestTaskOptionsReachTheQueue(t *testing.T) {
 		{name: "defaults", opts: func(q string) []tasks.Option { return []tasks.Option{tasks.WithQueue(q)} },
 			wantMaxRetry: tasks.DefaultMaxRetry + 1, wantTimeout: time.Minute, wantRetention: 72 * time.Hour},
 		{name: "custom", opts: func(q string) []tasks.Option {
-			return []tasks.Option{tasks.WithQueue(q), tasks.WithMaxRetry(3), tasks.WithTimeout(time.Second), tasks.WithRetention(time.Hour)}
-		}, wantMaxRetry: 4, wantTimeout: time.Second, wantRetention: time.Hour},
+			return []tasks.Option{tasks.WithQueue(q), tasks.WithMaxRetry(3), tasks.WithTimeout(tasks.MinTimeout), tasks.WithRetention(time.Hour)}
+		}, wantMaxRetry: 4, wantTimeout: tasks.MinTimeout, wantRetention: time.Hour},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -345,4 +358,66 @@ func TestPoisonPayloadIsArchivedAndTheQueueGoesOn(t *testing.T) {
 	p := member("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
 	b.enqueue(t, p)
 	b.waitState(t, p.OutRequestNo, asynq.TaskStateCompleted)
+}
+
+// ignoreDeadline is an importer that does not heed its context's deadline:
+// it calls WeChat with a context that ends only when the test does.
+type ignoreDeadline struct {
+	next tasks.Importer
+	ctx  context.Context
+}
+
+func (i ignoreDeadline) Import(_ context.Context, req wechatpay.ImportRequest) (wechatpay.ImportResult, error) {
+	return i.next.Import(i.ctx, req)
+}
+
+// TestAttemptTimeoutSpendsOnlyTheBudget: an attempt whose call to WeChat
+// outlasts the task's timeout fails as a counted transient fault, and the
+// last budgeted one archives the task as retries exhausted. Had asynq's own
+// deadline ended the attempt, asynq would have counted a retry past the
+// budget, into the retry kept in reserve, and the task would have spent it
+// (Retried 2, last error "context deadline exceeded").
+func TestAttemptTimeoutSpendsOnlyTheBudget(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		wrap func(t *testing.T) func(tasks.Importer) tasks.Importer
+	}{
+		{name: "importer heeds its deadline"},
+		{name: "importer ignores its deadline", wrap: func(t *testing.T) func(tasks.Importer) tasks.Importer {
+			return func(next tasks.Importer) tasks.Importer {
+				ctx, cancel := context.WithCancel(context.Background())
+				t.Cleanup(cancel) // before the emulator closes: hangs up
+				return ignoreDeadline{next: next, ctx: ctx}
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			o := setupOpts{}
+			if tt.wrap != nil {
+				o.wrap = tt.wrap(t)
+			}
+			b := setup(t, o)
+			// WeChat hangs: every call lasts past the attempt's timeout.
+			b.srv.SetLatency(time.Minute)
+			p := member("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
+			data, err := json.Marshal(p)
+			require.NoError(t, err)
+			// A budget of one retry. The timeout is below MinTimeout, which
+			// NewImportTask refuses, to keep the test short: the handler's
+			// margin shrinks with it.
+			_, err = b.client.Enqueue(asynq.NewTask(tasks.TypeImport, data), asynq.Queue(b.queue), asynq.TaskID(p.OutRequestNo),
+				asynq.MaxRetry(1+1), asynq.Timeout(6*time.Second))
+			require.NoError(t, err)
+			info := b.waitStateWithin(t, p.OutRequestNo, asynq.TaskStateArchived, time.Minute)
+			require.Equal(t, 1, info.Retried, "the budget, not the reserve")
+			// The handler's error, not asynq's bare "context deadline exceeded".
+			require.Contains(t, info.LastErr, "import: retries exhausted:")
+			logs := b.logs.String()
+			require.Equal(t, 1, strings.Count(logs, `"message":"import failed, will retry"`), logs)
+			require.Equal(t, 1, strings.Count(logs, `"message":"import failed, retries exhausted"`), logs)
+		})
+	}
 }

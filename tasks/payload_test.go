@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
@@ -82,6 +83,14 @@ func TestNewImportTask(t *testing.T) {
 		require.EqualError(t, err, "queue: must not be empty")
 		_, err = tasks.NewImportTask(validPayload(), tasks.WithTimeout(0))
 		require.EqualError(t, err, "timeout: must be positive, got 0s")
+		// Too short to fit a call that fails over to WeChat's backup host:
+		// asynq would cut it short and count the timeout itself.
+		err = tasks.ValidateOptions(tasks.WithTimeout(tasks.MinTimeout - time.Second))
+		var oe *tasks.OptionError
+		require.ErrorAs(t, err, &oe)
+		require.Equal(t, "timeout", oe.Option)
+		require.Equal(t, "must be at least 28s to fit a call to WeChat Pay, got 27s", oe.Problem)
+		require.NoError(t, tasks.ValidateOptions(tasks.WithTimeout(tasks.MinTimeout)))
 		_, err = tasks.NewImportTask(validPayload(), tasks.WithMaxRetry(-1))
 		require.EqualError(t, err, "max-retry: must not be negative, got -1")
 	})

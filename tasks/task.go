@@ -22,9 +22,9 @@ const (
 	// member whose import keeps failing is set aside the same day. Rate
 	// limits, systemic faults and worker crashes never spend this budget.
 	DefaultMaxRetry = 20
-	// DefaultTimeout bounds one attempt. It is well above the HTTP timeout to
-	// WeChat (15 s) so that an attempt ends with WeChat's answer, not with
-	// asynq cancelling it mid-call.
+	// DefaultTimeout bounds one attempt. It is well above MinTimeout so
+	// that an attempt can wait for the shared rate limit and still end with
+	// WeChat's answer, not with the call cut short.
 	DefaultTimeout = 60 * time.Second
 	// DefaultRetention keeps a finished task and its result (the card code)
 	// in Redis for three days, so that `enqueue status` can answer for a
@@ -64,7 +64,8 @@ func WithQueue(name string) Option { return func(o *options) { o.queue = name } 
 // DefaultMaxRetry.
 func WithMaxRetry(n int) Option { return func(o *options) { o.maxRetry = n } }
 
-// WithTimeout bounds one attempt. Defaults to DefaultTimeout.
+// WithTimeout bounds one attempt. Defaults to DefaultTimeout; at least
+// MinTimeout.
 func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
 
 // WithRetention sets how long a finished task and its result are kept.
@@ -101,6 +102,9 @@ func buildOptions(opts []Option) (options, error) {
 		return o, &OptionError{Option: "max-retry", Problem: fmt.Sprintf("must not be negative, got %d", o.maxRetry)}
 	case o.timeout <= 0:
 		return o, &OptionError{Option: "timeout", Problem: fmt.Sprintf("must be positive, got %s", o.timeout)}
+	case o.timeout < MinTimeout:
+		// Shorter attempts are cut short before a call to WeChat can end.
+		return o, &OptionError{Option: "timeout", Problem: fmt.Sprintf("must be at least %s to fit a call to WeChat Pay, got %s", MinTimeout, o.timeout)}
 	case o.retention < 0:
 		return o, &OptionError{Option: "retention", Problem: fmt.Sprintf("must not be negative, got %s", o.retention)}
 	}

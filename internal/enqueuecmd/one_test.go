@@ -74,6 +74,12 @@ func TestOneRefusesBadInput(t *testing.T) {
 			wantCode:   1,
 			wantStderr: "enqueue: --timeout: must be positive, got 0s\n",
 		},
+		{
+			name:       "timeout too short for a call",
+			args:       []string{"--card-id", "c1", "--openid", "oUser1", "--out-request-no", "n1", "--timeout", "16s"},
+			wantCode:   1,
+			wantStderr: "enqueue: --timeout: must be at least 28s to fit a call to WeChat Pay, got 16s\n",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

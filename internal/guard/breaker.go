@@ -78,6 +78,11 @@ func (b *breaker) admit(ctx context.Context, until time.Time) (probe bool, err e
 			}
 			return false, deferred
 		}
+		if !time.Now().Before(until) {
+			// Out of time: winning the probe now would only hand it over,
+			// as the limiter defers a call that comes after until.
+			return false, deferred
+		}
 	}
 }
 

@@ -50,8 +50,10 @@ const (
 )
 
 // callReserve is the part of a task's deadline kept for the call itself:
-// the HTTP timeout and a margin.
-const callReserve = wechatpay.DefaultHTTPTimeout + time.Second
+// a failed dial to the production host, a whole call to the backup host,
+// and a margin (tasks.CallReserve). Reserving only one HTTP timeout let a
+// call that failed over run past the attempt's deadline.
+const callReserve = tasks.CallReserve
 
 // maxInPlace is how many times one task tries again at once after a 429,
 // taking a new token each time, before it goes back to the queue.

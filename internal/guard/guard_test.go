@@ -327,3 +327,34 @@ func TestNoRoomDefers(t *testing.T) {
 	require.Equal(t, int64(4), deferred.Load())
 	require.Equal(t, 1, b.srv.Stats().Requests)
 }
+
+// TestNoTimeLeftForTheCallDefers: a task whose deadline leaves less than
+// a call can take (tasks.CallReserve) is deferred every time, without
+// reaching WeChat, even when the rate and the circuit have room: the call
+// would be cut short by the deadline and counted against the task.
+func TestNoTimeLeftForTheCallDefers(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	g, _ := b.newGuard(t, nil, guard.Config{})
+	for i := range 20 {
+		// Sequential calls, so the limiter's turn is always free: an
+		// already-passed wait must win over it every time, not by chance.
+		// 18 s: more than one HTTP timeout, less than a call that fails
+		// over to the backup host (a 5 s dial, then 15 s).
+		ctx, cancel := context.WithTimeout(context.Background(), 18*time.Second)
+		_, err := g.Import(ctx, request())
+		cancel()
+		var d *tasks.DeferredError
+		require.ErrorAs(t, err, &d, "call %d", i)
+		require.Equal(t, tasks.DeferRateLimit, d.Reason)
+		require.False(t, tasks.IsFailure(err))
+	}
+	require.Equal(t, 0, b.srv.Stats().Requests)
+
+	// With room for the call, it goes through.
+	ctx, cancel := context.WithTimeout(context.Background(), tasks.CallReserve+5*time.Second)
+	defer cancel()
+	_, err := g.Import(ctx, request())
+	require.NoError(t, err)
+	require.Equal(t, 1, b.srv.Stats().Requests)
+}

@@ -87,6 +87,12 @@ const jitterMargin = 0.03
 // ask Redis, so that a process asks about once per token rather than every
 // waiting task asking at every turn.
 func (l *limiter) wait(ctx context.Context, until time.Time) error {
+	if !time.Now().Before(until) {
+		// No room left at all: defer at once. Left to the select below, an
+		// already-fired timer would race a free turn at random, and the
+		// task would sometimes call with no time left for the call.
+		return &tasks.DeferredError{Reason: tasks.DeferRateLimit, RetryAfter: time.Second}
+	}
 	timeout := time.NewTimer(time.Until(until))
 	defer timeout.Stop()
 	select {

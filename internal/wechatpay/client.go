@@ -39,6 +39,18 @@ const DefaultBackupBaseURL = "https://api2.mch.weixin.qq.com"
 // task's attempt timeout and retried under the same out_request_no.
 const DefaultHTTPTimeout = 15 * time.Second
 
+// DefaultDialTimeout bounds opening a connection (name lookup included),
+// so that an unreachable production host is given up in time to try the
+// backup host within the same attempt.
+const DefaultDialTimeout = 5 * time.Second
+
+// MaxImportDuration is the longest Client.Import takes with the default
+// HTTP client: a dial to the production host that fails after
+// DefaultDialTimeout, then a whole call to the backup host. Whoever bounds
+// an attempt (the task's timeout, the guard's waiting) must leave this much
+// for the call, or the attempt is cut short mid-call.
+const MaxImportDuration = DefaultDialTimeout + DefaultHTTPTimeout
+
 // Mode is how the client verifies WeChat's answers.
 type Mode string
 
@@ -274,7 +286,7 @@ func defaultHTTPClient() *http.Client {
 	// two idle connections per host would reopen a TLS connection per call.
 	t.MaxIdleConns = 256
 	t.MaxIdleConnsPerHost = 256
-	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.DialContext = (&net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	return &http.Client{Timeout: DefaultHTTPTimeout, Transport: t}
 }
 
