@@ -58,6 +58,9 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 	shutdown := fs.Duration("shutdown-timeout", 20*time.Second, "time in-flight imports get to finish on SIGTERM")
 	logLevel := fs.String("log-level", orDefault(env("LOG_LEVEL"), "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	baseURL := fs.String("wechatpay-base-url", env("WECHATPAY_BASE_URL"), "WeChat Pay API base URL (env WECHATPAY_BASE_URL)")
+	// cmd/worker hands --demo to internal/demo before reading any
+	// configuration; declared here so that -h lists it.
+	fs.Bool("demo", false, "run the demo instead: embedded Redis, WeChat Pay sandbox and sample members; needs nothing set")
 	if err := fs.Parse(args); err != nil {
 		return Worker{}, err
 	}

@@ -39,6 +39,9 @@ type service struct {
 	DependsOn   map[string]dependency `yaml:"depends_on"`
 	Volumes     []string              `yaml:"volumes"`
 	Ports       []string              `yaml:"ports"`
+	Healthcheck struct {
+		Test []string `yaml:"test"`
+	} `yaml:"healthcheck"`
 }
 
 type dependency struct {
@@ -168,6 +171,19 @@ func TestComposeWorkerDefaultsMatchTheSandbox(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("sandbox did not listen within 30s")
 	}
+
+	t.Run("the health check finds it", func(t *testing.T) {
+		test := c.Services["sandbox"].Healthcheck.Test
+		require.GreaterOrEqual(t, len(test), 3)
+		require.Equal(t, []string{"CMD", "/usr/local/bin/wechatpay-sandbox"}, test[:2])
+		args := slices.Clone(test[2:])
+		for i, a := range args {
+			if strings.HasPrefix(a, "--addr=") {
+				args[i] = "--addr=" + strings.TrimPrefix(sandboxURL, "http://")
+			}
+		}
+		require.NoError(t, sandbox.Run(t.Context(), args, io.Discard, io.Discard))
+	})
 
 	w := c.Services["worker"]
 	env := map[string]string{}
