@@ -178,7 +178,7 @@ func envForMode(t *testing.T, path, mode string) map[string]string {
 
 // officialClient builds the unmodified wechatpay-go client from env alone,
 // in the mode env selects, verifying every answer.
-func officialClient(t *testing.T, env map[string]string) *core.Client {
+func officialClient(t testing.TB, env map[string]string) *core.Client {
 	t.Helper()
 	mchID, serial := env["WECHATPAY_MCHID"], env["WECHATPAY_MCH_CERT_SERIAL"]
 	key, err := utils.LoadPrivateKeyWithPath(env["WECHATPAY_MCH_PRIVATE_KEY_FILE"])
@@ -217,7 +217,7 @@ func officialClient(t *testing.T, env map[string]string) *core.Client {
 // verify it; the APIv3 key's AES-GCM vouches for it, as in
 // downloader.NewCertificateDownloader); the manager the import client uses
 // downloads again, verifying with that first set.
-func downloaderMgr(t *testing.T, mchID, serial string, key *rsa.PrivateKey, apiv3 string, base *url.URL) *downloader.CertificateDownloaderMgr {
+func downloaderMgr(t testing.TB, mchID, serial string, key *rsa.PrivateKey, apiv3 string, base *url.URL) *downloader.CertificateDownloaderMgr {
 	t.Helper()
 	rewriting := &http.Client{Timeout: 10 * time.Second, Transport: rewriteHost{target: base}}
 	signer := &signers.SHA256WithRSASigner{MchID: mchID, CertificateSerialNo: serial, PrivateKey: key}
