@@ -41,6 +41,11 @@ const (
 // rate limits, systemic faults and worker crashes never archive a member.
 const reservedRetries = 1
 
+// RetryBudget returns the retry budget for transient faults of a task
+// whose asynq MaxRetry is maxRetry, i.e. what WithMaxRetry set: asynq's
+// count includes the reserved retry.
+func RetryBudget(maxRetry int) int { return max(maxRetry-reservedRetries, 0) }
+
 // options are the asynq options an import task is created with.
 type options struct {
 	queue     string

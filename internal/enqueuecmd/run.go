@@ -38,6 +38,8 @@ type command struct {
 var commands = []command{
 	{name: "one", summary: "enqueue the import of one member", run: runOne},
 	{name: "file", summary: "enqueue the import of every member in a CSV or JSON-lines file", run: runFile},
+	{name: "status", summary: "show where the import of one out_request_no stands", run: runStatus},
+	{name: "dead", summary: "list (dead list) or replay (dead replay) imports that failed for good", run: runDead},
 }
 
 // cli is what a subcommand may touch of the process.

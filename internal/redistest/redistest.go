@@ -60,7 +60,8 @@ func (r *Redis) Queue(tb testing.TB) string {
 	return q
 }
 
-// dropQueue removes every key of queue q. asynq's DeleteQueue leaves the
+// dropQueue removes every key of queue q: asynq's and the project's own
+// (cardimport:{q}:…, e.g. dead letters). asynq's DeleteQueue leaves the
 // completed tasks and the statistics behind, and with the queue gone no
 // janitor ever expires them; queue names are unique, so deleting by the
 // queue's key prefix touches nothing else.
@@ -74,9 +75,11 @@ func (r *Redis) dropQueue(q string) {
 	}
 	defer rc.Close()
 	ctx := context.Background()
-	iter := rc.Scan(ctx, 0, "asynq:{"+q+"}:*", 500).Iterator()
-	for iter.Next(ctx) {
-		_ = rc.Unlink(ctx, iter.Val()).Err()
+	for _, pattern := range []string{"asynq:{" + q + "}:*", "cardimport:{" + q + "}:*"} {
+		iter := rc.Scan(ctx, 0, pattern, 500).Iterator()
+		for iter.Next(ctx) {
+			_ = rc.Unlink(ctx, iter.Val()).Err()
+		}
 	}
 }
 

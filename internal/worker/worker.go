@@ -61,12 +61,24 @@ func Serve(ctx context.Context, cfg config.Worker, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv := NewServer(cfg, log)
+	dead, err := newDeadLetters(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer dead.close()
+	srvCfg := serverConfig(cfg, log)
+	srvCfg.ErrorHandler = dead
+	srv := asynq.NewServer(cfg.Redis, srvCfg)
 	mux := asynq.NewServeMux()
+	mux.Use(dead.middleware)
 	mux.Handle(tasks.TypeImport, handler)
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	swept := make(chan struct{})
+	go func() { defer close(swept); dead.sweep(sweepCtx, SweepInterval) }()
+	defer func() { stopSweep(); <-swept }()
 	log.Info().Str("queue", cfg.Queue).Int("concurrency", cfg.Concurrency).
 		Str("mode", string(client.Mode())).Msg("worker started")
 
@@ -81,9 +93,14 @@ func Serve(ctx context.Context, cfg config.Worker, log zerolog.Logger) error {
 
 // NewServer returns the asynq server of a worker: the queue, the
 // concurrency, the backoff and the rule that rate limits, systemic faults
-// and expired leases do not spend retries.
+// and expired leases do not spend retries. Serve adds the dead-letter
+// hooks (deadletters.go) to the same configuration.
 func NewServer(cfg config.Worker, log zerolog.Logger) *asynq.Server {
-	return asynq.NewServer(cfg.Redis, asynq.Config{
+	return asynq.NewServer(cfg.Redis, serverConfig(cfg, log))
+}
+
+func serverConfig(cfg config.Worker, log zerolog.Logger) asynq.Config {
+	return asynq.Config{
 		Concurrency:     cfg.Concurrency,
 		Queues:          map[string]int{cfg.Queue: 1},
 		RetryDelayFunc:  tasks.RetryDelay(cfg.RetryMinDelay, cfg.RetryMaxDelay),
@@ -99,5 +116,5 @@ func NewServer(cfg config.Worker, log zerolog.Logger) *asynq.Server {
 				log.Error().Err(err).Msg("redis unreachable")
 			}
 		},
-	})
+	}
 }

@@ -46,7 +46,8 @@
 //	  openid and code
 //	out_request_no seen, other ones       400 INVALID_REQUEST MessageOutRequestNoReused
 //	card_id starting "pUNKNOWN"           404 NOT_FOUND
-//	card_id starting "pNOAUTH"            403 NO_AUTH
+//	card_id starting "pNOAUTH",           403 NO_AUTH
+//	  unless AuthorizeCard named it
 //	openid starting "o_notrade_"          400 INVALID_REQUEST MessageNoTrade
 //	openid starting "o_member_", a Seed   400 INVALID_REQUEST MessageAlreadyMember
 //	  member, or one imported under

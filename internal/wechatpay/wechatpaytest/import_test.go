@@ -115,6 +115,25 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
+// TestAuthorizeCard lifts a card's NO_AUTH, as an operator fixing the
+// cause of dead letters would: the same out_request_no then imports.
+func TestAuthorizeCard(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	body := importBody{OpenID: openid, OutRequestNo: "a1"}
+	_, _, err := b.importMember(t, "pNOAUTH-card", body)
+	require.Equal(t, "NO_AUTH", apiError(t, err).Code)
+
+	b.srv.AuthorizeCard("pNOAUTH-card")
+	code, _, err := b.importMember(t, "pNOAUTH-card", body)
+	require.NoError(t, err)
+	require.NotEmpty(t, code)
+	require.Equal(t, 1, b.srv.ImportCount("pNOAUTH-card", openid))
+
+	_, _, err = b.importMember(t, "pNOAUTH-other", importBody{OpenID: openid, OutRequestNo: "a2"})
+	require.Equal(t, "NO_AUTH", apiError(t, err).Code, "only the card named")
+}
+
 func TestCodeGivenByTheCaller(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -239,10 +258,15 @@ func TestRateLimit(t *testing.T) {
 // the replay.
 func TestClientTimeoutDoesNotUndoTheImport(t *testing.T) {
 	t.Parallel()
-	b := setup(t, wechatpaytest.WithLatency(2*time.Second))
+	// The caller's timeout must outlast the TLS handshake and the upload
+	// of the body on a loaded machine, or the emulator never sees the
+	// request; the answer's latency is what it must not outlast. The wait
+	// ends as soon as the caller hangs up, so the long latency costs
+	// nothing.
+	b := setup(t, wechatpaytest.WithLatency(time.Minute))
 	k := b.keys
 	impatient := b.srv.Client()
-	impatient.Timeout = 100 * time.Millisecond
+	impatient.Timeout = 2 * time.Second
 	client, err := core.NewClient(t.Context(),
 		option.WithWechatPayPublicKeyAuthCipher(k.MchID, k.MchCertSerial, k.MchPrivateKey, k.PublicKeyID, k.WechatPayPublicKey()),
 		option.WithHTTPClient(impatient))

@@ -80,7 +80,7 @@ func (e *Emulator) importMember(cardID string, body []byte) answer {
 		e.stats.Replays++
 		return e.imported(rec.cardCode)
 	}
-	if a, ok := permanentRule(member); ok {
+	if a, ok := permanentRule(member, e.members.authorized[cardID]); ok {
 		return a
 	}
 	if e.members.holds(member) || strings.HasPrefix(req.OpenID, OpenIDPrefixMember) {
@@ -106,17 +106,29 @@ func (e *Emulator) imported(cardCode string) answer {
 	return answer{status: http.StatusOK, body: body, forge: e.faults.take(&e.faults.forge)}
 }
 
-// permanentRule applies the refusals the prefixes trigger.
-func permanentRule(m memberKey) (answer, bool) {
+// permanentRule applies the refusals the prefixes trigger; authorized
+// lifts NO_AUTH (AuthorizeCard).
+func permanentRule(m memberKey, authorized bool) (answer, bool) {
 	switch {
 	case strings.HasPrefix(m.cardID, CardIDPrefixNotFound):
 		return refusal(http.StatusNotFound, "NOT_FOUND", "卡券不存在 (no such card)"), true
-	case strings.HasPrefix(m.cardID, CardIDPrefixNoAuth):
+	case strings.HasPrefix(m.cardID, CardIDPrefixNoAuth) && !authorized:
 		return refusal(http.StatusForbidden, "NO_AUTH", "商户无权限操作该卡券 (merchant is not the card's creator)"), true
 	case strings.HasPrefix(m.openID, OpenIDPrefixNoTrade):
 		return refusal(http.StatusBadRequest, "INVALID_REQUEST", MessageNoTrade), true
 	}
 	return answer{}, false
+}
+
+// AuthorizeCard gives the merchant the right to import into cardID, a card
+// refused with 403 NO_AUTH because its id starts with CardIDPrefixNoAuth,
+// as when the card's creator authorizes the merchant: from then on its
+// imports go through. It lets a test fix the cause of dead letters and
+// replay them.
+func (e *Emulator) AuthorizeCard(cardID string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.members.authorized[cardID] = true
 }
 
 // Seed records that a member already holds a card, imported elsewhere:

@@ -21,6 +21,7 @@ type members struct {
 	imports     map[memberKey]int    // new imports per member
 	codes       map[codeKey]bool     // card codes in use
 	attempted   map[string]bool      // out_request_nos that reached the first-attempt fault
+	authorized  map[string]bool      // NO_AUTH cards the merchant was given (AuthorizeCard)
 }
 
 func newMembers() members {
@@ -30,6 +31,7 @@ func newMembers() members {
 		imports:     map[memberKey]int{},
 		codes:       map[codeKey]bool{},
 		attempted:   map[string]bool{},
+		authorized:  map[string]bool{},
 	}
 }
 

@@ -1,0 +1,250 @@
+// Package deadletter keeps every import that failed for good — refused by
+// WeChat, out of retries, rejected as a payload, or archived by asynq's own
+// recovery — in a store of the project's own in Redis, so that operators
+// can list them, see why, and replay them once the cause is fixed.
+//
+// asynq's archive is not enough for that: it trims itself to 9,999 tasks
+// per queue and 90 days without a word, and its "run" keeps the spent retry
+// budget. This store is never trimmed and has no TTL; a record goes away
+// only when its import later succeeds, however it was put back.
+//
+// Layout, per queue (the {queue} hash tag keeps a queue's keys in one
+// cluster slot, as asynq's own keys are):
+//
+//	cardimport:{QUEUE}:dead         sorted set: out_request_no by last failure (unix ms)
+//	cardimport:{QUEUE}:dead:NUMBER  hash: the record of one out_request_no
+//
+// The record keeps the task payload, openid included, because a replay
+// needs it; everything the store hands out for display carries the openid
+// masked (Record.OpenIDMasked) and never the payload.
+package deadletter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// Store is the dead-letter store of one queue. It is safe for concurrent
+// use.
+type Store struct {
+	rdb   redis.UniversalClient
+	own   bool // rdb was made by New and is closed by Close
+	queue string
+	index string // the sorted set
+	rec   string // prefix of the record hashes
+	insp  *asynq.Inspector
+	cli   *asynq.Client
+}
+
+// New returns the store of queue in the Redis opt points at. It does not
+// connect until first used.
+func New(opt asynq.RedisConnOpt, queue string) (*Store, error) {
+	rdb, ok := opt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return nil, errors.New("dead letters: unsupported redis connection type")
+	}
+	s, err := NewFromRedisClient(rdb, queue)
+	if err != nil {
+		_ = rdb.Close()
+		return nil, err
+	}
+	s.own = true
+	return s, nil
+}
+
+// NewFromRedisClient returns the store of queue on an existing client,
+// which the caller keeps and closes.
+func NewFromRedisClient(rdb redis.UniversalClient, queue string) (*Store, error) {
+	if queue == "" {
+		return nil, errors.New("dead letters: queue must not be empty")
+	}
+	prefix := "cardimport:{" + queue + "}:dead"
+	return &Store{
+		rdb:   rdb,
+		queue: queue,
+		index: prefix,
+		rec:   prefix + ":",
+		insp:  asynq.NewInspectorFromRedisClient(rdb),
+		cli:   asynq.NewClientFromRedisClient(rdb),
+	}, nil
+}
+
+// Queue returns the name of the store's queue.
+func (s *Store) Queue() string { return s.queue }
+
+// Close releases the connection New made.
+func (s *Store) Close() error {
+	if s.own {
+		return s.rdb.Close()
+	}
+	return nil
+}
+
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
+
+// Count returns how many dead letters the queue has, replayed ones still in
+// flight included: a record leaves the store only when its import succeeds.
+func (s *Store) Count(ctx context.Context) (int64, error) {
+	n, err := s.rdb.ZCard(ctx, s.index).Result()
+	if err != nil {
+		return 0, fmt.Errorf("dead letters: count: %w", err)
+	}
+	return n, nil
+}
+
+// ErrNotFound is returned by Get for an out_request_no without a record.
+var ErrNotFound = errors.New("dead letters: no record")
+
+// Get returns the record of an out_request_no, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, outRequestNo string) (Record, error) {
+	fields, err := s.rdb.HGetAll(ctx, s.rec+outRequestNo).Result()
+	if err != nil {
+		return Record{}, fmt.Errorf("dead letters: get: %w", err)
+	}
+	if len(fields) == 0 {
+		return Record{}, ErrNotFound
+	}
+	return decodeRecord(fields), nil
+}
+
+// Remove deletes the record of an out_request_no; removing one that does
+// not exist is not an error. The worker calls it whenever an import
+// succeeds, so the record goes whichever way the task was put back.
+func (s *Store) Remove(ctx context.Context, outRequestNo string) error {
+	pipe := s.rdb.TxPipeline()
+	pipe.Del(ctx, s.rec+outRequestNo)
+	pipe.ZRem(ctx, s.index, outRequestNo)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("dead letters: remove: %w", err)
+	}
+	return nil
+}
+
+// recordScript upserts a record: the first failure time is kept, attempts
+// add up across replays, everything else is the latest failure's. With
+// ARGV[1] == "reconcile" it writes only when there is no record or the
+// record is a replay in flight, so that the sweep never counts a failure
+// the worker has already recorded.
+//
+// KEYS[1] record hash, KEYS[2] index; ARGV: mode, out_request_no, first
+// failure ms, last failure ms, attempts, then field/value pairs.
+var recordScript = redis.NewScript(`
+if ARGV[1] == "reconcile" and redis.call("EXISTS", KEYS[1]) == 1 and redis.call("HGET", KEYS[1], "state") ~= "replayed" then
+	return 0
+end
+redis.call("HSETNX", KEYS[1], "first_failed_at", ARGV[3])
+redis.call("HINCRBY", KEYS[1], "attempts", ARGV[5])
+local fields = {}
+for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call("HSET", KEYS[1], "last_failed_at", ARGV[4], "state", "dead", unpack(fields))
+redis.call("ZADD", KEYS[2], ARGV[4], ARGV[2])
+return 1
+`)
+
+// Record stores a failure of r.OutRequestNo: a new record, or the latest
+// failure of an existing one (its attempts are added, its first failure
+// kept, its state back to dead).
+func (s *Store) Record(ctx context.Context, r Record) error {
+	_, err := s.record(ctx, "add", r)
+	return err
+}
+
+// reconcile records r only when the store has no record of it or holds it
+// as a replay in flight; it reports whether it wrote.
+func (s *Store) reconcile(ctx context.Context, r Record) (bool, error) {
+	return s.record(ctx, "reconcile", r)
+}
+
+func (s *Store) record(ctx context.Context, mode string, r Record) (bool, error) {
+	if r.OutRequestNo == "" {
+		return false, errors.New("dead letters: record: out_request_no is empty")
+	}
+	if r.LastFailedAt.IsZero() {
+		r.LastFailedAt = time.Now()
+	}
+	if r.FirstFailedAt.IsZero() || r.FirstFailedAt.After(r.LastFailedAt) {
+		r.FirstFailedAt = r.LastFailedAt
+	}
+	args := []any{mode, r.OutRequestNo, r.FirstFailedAt.UnixMilli(), r.LastFailedAt.UnixMilli(), max(r.Attempts, 1)}
+	args = append(args,
+		"out_request_no", r.OutRequestNo,
+		"card_id", r.CardID,
+		"openid_masked", r.OpenIDMasked,
+		"payload", r.Payload,
+		"reason", string(r.Reason),
+		"http_status", r.HTTPStatus,
+		"wechat_code", r.WeChatCode,
+		"message", r.Message,
+		"request_id", r.RequestID,
+	)
+	n, err := recordScript.Run(ctx, s.rdb, []string{s.rec + r.OutRequestNo, s.index}, args...).Int()
+	if err != nil {
+		return false, fmt.Errorf("dead letters: record: %w", err)
+	}
+	return n == 1, nil
+}
+
+// markReplayedScript notes a replay on a record that still exists: the
+// replayed import may already have succeeded and removed it, and a note
+// must not bring it back. A failure recorded since the replay began
+// (ARGV[1]) is the replay failing already: the record stays dead.
+var markReplayedScript = redis.NewScript(`
+if redis.call("EXISTS", KEYS[1]) == 0 then
+	return 0
+end
+if tonumber(redis.call("HGET", KEYS[1], "last_failed_at") or "0") < tonumber(ARGV[1]) then
+	redis.call("HSET", KEYS[1], "state", "replayed")
+end
+redis.call("HSET", KEYS[1], "replayed_at", ARGV[1])
+redis.call("HINCRBY", KEYS[1], "replays", 1)
+return 1
+`)
+
+// markReplayed notes that a record's task was put back at the time given;
+// the record stays until the import succeeds.
+func (s *Store) markReplayed(ctx context.Context, outRequestNo string, at time.Time) error {
+	if err := markReplayedScript.Run(ctx, s.rdb, []string{s.rec + outRequestNo}, at.UnixMilli()).Err(); err != nil {
+		return fmt.Errorf("dead letters: mark replayed: %w", err)
+	}
+	return nil
+}
+
+func decodeRecord(f map[string]string) Record {
+	return Record{
+		OutRequestNo:  f["out_request_no"],
+		CardID:        f["card_id"],
+		OpenIDMasked:  f["openid_masked"],
+		Payload:       []byte(f["payload"]),
+		Reason:        Reason(f["reason"]),
+		HTTPStatus:    atoi(f["http_status"]),
+		WeChatCode:    f["wechat_code"],
+		Message:       f["message"],
+		RequestID:     f["request_id"],
+		Attempts:      atoi(f["attempts"]),
+		FirstFailedAt: millis(f["first_failed_at"]),
+		LastFailedAt:  millis(f["last_failed_at"]),
+		State:         State(f["state"]),
+		Replays:       atoi(f["replays"]),
+		ReplayedAt:    millis(f["replayed_at"]),
+	}
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
+
+func millis(s string) time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(n).UTC()
+}

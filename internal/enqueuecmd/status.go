@@ -1,0 +1,209 @@
+package enqueuecmd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/cardimport/cardimport/internal/deadletter"
+	"github.com/cardimport/cardimport/internal/logging"
+	"github.com/cardimport/cardimport/tasks"
+)
+
+const statusAbout = `Shows where the import of one out_request_no stands: its state (pending,
+active, scheduled, retry, archived, completed — or dead when only the
+dead-letter store still holds it), the retries it spent, its last error,
+when it is tried next, its outcome and card code once done, and its dead
+letter if it has one. A finished import is kept for the retention window
+(72h by default); after that, and for a number never enqueued, status says
+it is not found and exits 1.`
+
+// statusReport is what `enqueue status` shows, and its --json form.
+type statusReport struct {
+	OutRequestNo string `json:"out_request_no"`
+	// State is asynq's task state, or "dead" when asynq no longer holds
+	// the task (trimmed from its archive, or deleted) but the dead-letter
+	// store does.
+	State string `json:"state"`
+	// Attempts counts the attempts that spent the retry budget, the one
+	// running or the last one included. Retried is how many retries of
+	// the budget the task has spent. Rate limits, systemic faults and
+	// worker crashes spend none and are not counted. All three are
+	// absent when asynq no longer holds the task.
+	Attempts      *int      `json:"attempts,omitempty"`
+	Retried       *int      `json:"retried,omitempty"`
+	RetryBudget   *int      `json:"retry_budget,omitempty"`
+	LastError     string    `json:"last_error,omitempty"`
+	LastFailedAt  time.Time `json:"last_failed_at,omitzero"`
+	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
+	Outcome       string    `json:"outcome,omitempty"`
+	Code          string    `json:"code,omitempty"`
+	CompletedAt   time.Time `json:"completed_at,omitzero"`
+	// DeadLetter is the import's dead letter, when it has one.
+	DeadLetter *deadletter.Record `json:"dead_letter,omitempty"`
+	// The WeChat circuit breaker's state (issue 5) belongs here, as a
+	// "circuit" field, once the breaker exists.
+}
+
+func runStatus(ctx context.Context, c *cli, args []string) int {
+	fs := newFlagSet(c, "status", "[flags] OUT_REQUEST_NO", statusAbout)
+	var rf redisFlags
+	rf.register(fs, c.getenv)
+	asJSON := fs.Bool("json", false, "print one JSON object instead of text")
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	if fs.NArg() != 1 {
+		c.errorf("status: want one OUT_REQUEST_NO, got %d arguments; flags go before it", fs.NArg())
+		return exitUsage
+	}
+	no := fs.Arg(0)
+	connOpt, err := rf.connOpt(c.getenv)
+	if err != nil {
+		c.errorf("%v", err)
+		return exitFailure
+	}
+	store, err := deadletter.New(connOpt, rf.queue)
+	if err != nil {
+		c.errorf("status: %v", err)
+		return exitFailure
+	}
+	defer store.Close()
+	insp := asynq.NewInspector(connOpt)
+	defer insp.Close()
+	if err := store.Ping(ctx); err != nil {
+		c.errorf("status: redis: %v", err)
+		return exitFailure
+	}
+
+	rep, err := status(ctx, insp, store, rf.queue, no)
+	if err != nil {
+		c.errorf("status: out_request_no=%s: %v", no, err)
+		return exitFailure
+	}
+	if *asJSON {
+		if err := json.NewEncoder(c.stdout).Encode(rep); err != nil {
+			c.errorf("status: %v", err)
+			return exitFailure
+		}
+		return exitOK
+	}
+	rep.print(c)
+	return exitOK
+}
+
+// errStatusNotFound says neither asynq nor the dead-letter store know the
+// number.
+var errStatusNotFound = errors.New("not found in the queue (never enqueued, or finished longer ago than its retention, 72h by default)")
+
+func status(ctx context.Context, insp *asynq.Inspector, store *deadletter.Store, queue, no string) (statusReport, error) {
+	rep := statusReport{OutRequestNo: no}
+	rec, err := store.Get(ctx, no)
+	switch {
+	case err == nil:
+		rep.DeadLetter = &rec
+	case !errors.Is(err, deadletter.ErrNotFound):
+		return rep, err
+	}
+	info, err := insp.GetTaskInfo(queue, no)
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+		if rep.DeadLetter == nil {
+			return rep, errStatusNotFound
+		}
+		rep.State = "dead"
+		return rep, nil
+	case err != nil:
+		return rep, fmt.Errorf("task info: %w", err)
+	}
+	rep.State = info.State.String()
+	budget := tasks.RetryBudget(info.MaxRetry)
+	attempts := info.Retried
+	switch info.State {
+	case asynq.TaskStateActive, asynq.TaskStateCompleted, asynq.TaskStateArchived:
+		// asynq counts a failure as a retry when it schedules one; the
+		// attempt running now, or the one that ended the task, is not
+		// in Retried.
+		attempts++
+	}
+	rep.Attempts, rep.Retried, rep.RetryBudget = &attempts, &info.Retried, &budget
+	rep.LastError = maskPayloadOpenID(info.Payload, info.LastErr)
+	rep.LastFailedAt = info.LastFailedAt
+	if info.State != asynq.TaskStateCompleted && info.State != asynq.TaskStateArchived {
+		rep.NextAttemptAt = info.NextProcessAt
+	}
+	rep.CompletedAt = info.CompletedAt
+	if len(info.Result) > 0 {
+		if res, err := tasks.DecodeResult(info.Result); err == nil {
+			rep.Outcome, rep.Code = string(res.Outcome), res.Code
+		}
+	}
+	return rep, nil
+}
+
+// maskPayloadOpenID hides the task's openid should an error ever carry it.
+// The handler's errors do not (internal/wechatpay masks WeChat's
+// messages); this guards the operator's screen all the same.
+func maskPayloadOpenID(payload []byte, s string) string {
+	var p tasks.Payload
+	if json.Unmarshal(payload, &p) == nil && p.OpenID != "" {
+		s = strings.ReplaceAll(s, p.OpenID, logging.MaskOpenID(p.OpenID))
+	}
+	return s
+}
+
+func (rep statusReport) print(c *cli) {
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	line := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(tw, "%s\t%s\n", k, v)
+		}
+	}
+	stamp := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	line("out_request_no", rep.OutRequestNo)
+	if rep.State == "dead" {
+		line("state", "dead (only in the dead-letter store: asynq trimmed or deleted its task)")
+	} else {
+		line("state", rep.State)
+		line("attempts", fmt.Sprint(*rep.Attempts))
+		line("retries", fmt.Sprintf("%d of %d spent", *rep.Retried, *rep.RetryBudget))
+	}
+	line("last_error", rep.LastError)
+	line("last_failed_at", stamp(rep.LastFailedAt))
+	line("next_attempt_at", stamp(rep.NextAttemptAt))
+	line("outcome", rep.Outcome)
+	line("code", rep.Code)
+	line("completed_at", stamp(rep.CompletedAt))
+	if d := rep.DeadLetter; d != nil {
+		reason := string(d.Reason)
+		if d.HTTPStatus != 0 {
+			reason += fmt.Sprintf(" http %d", d.HTTPStatus)
+		}
+		if d.WeChatCode != "" {
+			reason += " " + d.WeChatCode
+		}
+		line("dead_letter", fmt.Sprintf("%s, %s", d.State, reason))
+		line("  card_id", d.CardID)
+		line("  openid", d.OpenIDMasked)
+		line("  message", d.Message)
+		line("  request_id", d.RequestID)
+		line("  attempts", fmt.Sprint(d.Attempts))
+		line("  first_failed_at", stamp(d.FirstFailedAt))
+		line("  last_failed_at", stamp(d.LastFailedAt))
+		if d.Replays > 0 {
+			line("  replays", fmt.Sprintf("%d, last at %s", d.Replays, stamp(d.ReplayedAt)))
+		}
+	}
+	_ = tw.Flush()
+}
