@@ -37,6 +37,8 @@ type HandlerConfig struct {
 //	rate limited    → retried, not counted against the retry budget
 //	systemic        → retried, not counted, logged at error level with a hint
 //	transient       → retried with backoff, counted
+//	deferred        → (DeferredError: the importer held the call back)
+//	                  retried after its RetryAfter, not counted
 //
 // Every retry sends the same out_request_no, so WeChat returns the first
 // result again instead of importing twice.
@@ -81,11 +83,29 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return writeResult(t, Result{Outcome: OutcomeImported, Code: res.Code})
 	}
 
+	var deferred *DeferredError
+	var werr *wechatpay.Error
+	isDeferred, called := errors.As(err, &deferred), errors.As(err, &werr)
+	if isDeferred && !called {
+		// Held back before WeChat saw it (circuit open, no room in the
+		// shared rate): the breaker logs its state changes once for the
+		// fleet, so each deferral is only worth a debug line.
+		log.Debug().Str("outcome", "deferred").Str("reason", deferred.Reason).Dur("duration", duration).Msg("import deferred")
+		return err
+	}
 	kind := wechatpay.KindOf(err)
 	level, msg, ret := decide(ctx, kind, err)
+	if isDeferred {
+		// WeChat answered, but with the fault the circuit breaker stands
+		// for (a rejected signature, an outage): logged as such, and
+		// retried with the probes without spending the budget.
+		ret = err
+		if kind == wechatpay.KindTransient {
+			level, msg = zerolog.WarnLevel, "import failed, will retry"
+		}
+	}
 	ev := log.WithLevel(level).Str("outcome", kind.String()).Dur("duration", duration)
-	var werr *wechatpay.Error
-	if errors.As(err, &werr) {
+	if called {
 		ev = ev.Int("http_status", werr.StatusCode).Str("wechat_code", werr.Code).Str("request_id", werr.RequestID)
 	}
 	if kind != wechatpay.KindAlreadyMember {

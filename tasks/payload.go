@@ -2,6 +2,7 @@
 // import queue and to process them: the task type, its payload and
 // validation, the constructor that sets the task's options, the handler that
 // imports a member's card into WeChat Pay, and the outcome it records.
+// Producer is what a registration system uses to enqueue members.
 //
 // The asynq task ID of every import is its out_request_no. That makes
 // enqueueing idempotent (a second enqueue of the same number is refused by

@@ -32,14 +32,19 @@ const (
 )
 
 // IsFailure tells asynq whether an error spends the task's retry budget. A
-// rate limit, a systemic fault (every task fails the same way) and a lease
-// that expired because a worker died are not the task's fault: counting them
-// would archive healthy members.
+// rate limit, a systemic fault (every task fails the same way), a call held
+// back by the circuit breaker or the shared rate limit (DeferredError) and a
+// lease that expired because a worker died are not the task's fault:
+// counting them would archive healthy members.
 func IsFailure(err error) bool {
 	if err == nil {
 		return false
 	}
 	if errors.Is(err, asynq.ErrLeaseExpired) {
+		return false
+	}
+	var deferred *DeferredError
+	if errors.As(err, &deferred) {
 		return false
 	}
 	var werr *wechatpay.Error
@@ -59,6 +64,10 @@ func IsFailure(err error) bool {
 // get their own short, fixed-with-jitter delays.
 func RetryDelay(minDelay, maxDelay time.Duration) asynq.RetryDelayFunc {
 	return func(n int, err error, _ *asynq.Task) time.Duration {
+		var deferred *DeferredError
+		if errors.As(err, &deferred) && deferred.RetryAfter > 0 {
+			return jitter(deferred.RetryAfter)
+		}
 		var werr *wechatpay.Error
 		if errors.As(err, &werr) {
 			switch werr.Kind {

@@ -25,6 +25,8 @@ func TestIsFailure(t *testing.T) {
 		{name: "rate limited", err: fmt.Errorf("import: %w", &wechatpay.Error{Kind: wechatpay.KindRateLimited, StatusCode: 429}), want: false},
 		{name: "systemic", err: fmt.Errorf("import: %w", &wechatpay.Error{Kind: wechatpay.KindSystemic, StatusCode: 401}), want: false},
 		{name: "lease expired", err: asynq.ErrLeaseExpired, want: false},
+		{name: "deferred by the circuit", err: fmt.Errorf("import: %w", &tasks.DeferredError{Reason: tasks.DeferCircuitOpen}), want: false},
+		{name: "5xx while the circuit is open", err: &tasks.DeferredError{Reason: tasks.DeferCircuitOpen, Err: &wechatpay.Error{Kind: wechatpay.KindTransient, StatusCode: 503}}, want: false},
 		{name: "nil", err: nil, want: false},
 	}
 	for _, tt := range tests {
@@ -52,6 +54,7 @@ func TestRetryDelay(t *testing.T) {
 		{name: "huge n does not overflow", n: 1 << 20, err: transient, min: 30 * time.Second, max: time.Minute},
 		{name: "rate limited is short", n: 10, err: &wechatpay.Error{Kind: wechatpay.KindRateLimited}, min: 500 * time.Millisecond, max: time.Second},
 		{name: "systemic waits", n: 0, err: &wechatpay.Error{Kind: wechatpay.KindSystemic}, min: 15 * time.Second, max: 30 * time.Second},
+		{name: "deferred waits its RetryAfter", n: 5, err: &tasks.DeferredError{Reason: tasks.DeferCircuitOpen, RetryAfter: 4 * time.Second, Err: transient}, min: 2 * time.Second, max: 4 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -117,6 +117,11 @@ func NewImportTask(p Payload, opts ...Option) (*asynq.Task, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newTask(p, o)
+}
+
+// newTask builds the task of a validated payload with built options.
+func newTask(p Payload, o options) (*asynq.Task, error) {
 	data, err := json.Marshal(p)
 	if err != nil {
 		return nil, fmt.Errorf("encode payload: %w", err)

@@ -1,6 +1,7 @@
 // Command enqueue puts member-card imports into the queue: `enqueue one`
-// for a single member, `enqueue file` for a CSV or JSON-lines file. The
-// logic is in internal/enqueuecmd; `enqueue -h` lists the commands.
+// for a single member, `enqueue file` for a CSV or JSON-lines file,
+// `enqueue serve` for the HTTP intake. The logic is in internal/enqueuecmd;
+// `enqueue -h` lists the commands.
 package main
 
 import (

@@ -36,8 +36,13 @@ type Worker struct {
 	ShutdownTimeout time.Duration
 	// LogLevel is debug, info, warn or error. Defaults to info.
 	LogLevel string
-	// WeChat is the merchant's identity and keys.
+	// WeChat is the merchant's identity and keys. Not read with
+	// --dashboard-only.
 	WeChat wechatpay.Config
+	// Guard is the shared rate limit and the circuit breaker.
+	Guard Guard
+	// HTTP configures the dashboard and metrics servers.
+	HTTP
 }
 
 // DefaultConcurrency keeps enough calls in flight to use a per-merchant
@@ -58,6 +63,8 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 	shutdown := fs.Duration("shutdown-timeout", 20*time.Second, "time in-flight imports get to finish on SIGTERM")
 	logLevel := fs.String("log-level", orDefault(env("LOG_LEVEL"), "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	baseURL := fs.String("wechatpay-base-url", env("WECHATPAY_BASE_URL"), "WeChat Pay API base URL (env WECHATPAY_BASE_URL)")
+	guardFlags := registerGuard(fs, env)
+	httpFlags := bindHTTP(fs, env)
 	// cmd/worker hands --demo to internal/demo before reading any
 	// configuration; declared here so that -h lists it.
 	fs.Bool("demo", false, "run the demo instead: embedded Redis, WeChat Pay sandbox and sample members; needs nothing set")
@@ -71,6 +78,7 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 	w := Worker{Queue: *queue, Concurrency: *concurrency, ShutdownTimeout: *shutdown, LogLevel: *logLevel}
 	var errs []error
 	var err error
+	w.HTTP, errs = httpFlags.load()
 	if w.Redis, err = redisconn.Parse("REDIS_URL", *redisURL); err != nil {
 		errs = append(errs, err)
 	}
@@ -83,6 +91,9 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 	if err == nil && w.RetryMaxDelay < w.RetryMinDelay {
 		errs = append(errs, fmt.Errorf("RETRY_MAX_DELAY: %s is shorter than RETRY_MIN_DELAY %s", w.RetryMaxDelay, w.RetryMinDelay))
 	}
+	var guardErrs []error
+	w.Guard, guardErrs = guardFlags.check()
+	errs = append(errs, guardErrs...)
 	if w.Queue == "" {
 		errs = append(errs, errors.New("--queue: must not be empty"))
 	}
@@ -98,7 +109,9 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 		}
 		return env(name)
 	}
-	if w.WeChat, err = WeChatPay(wenv); err != nil {
+	if w.DashboardOnly {
+		// Serving the dashboard needs Redis only.
+	} else if w.WeChat, err = WeChatPay(wenv); err != nil {
 		errs = append(errs, err)
 	} else if err = w.WeChat.Validate(); err != nil {
 		errs = append(errs, err)

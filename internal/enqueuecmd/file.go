@@ -20,16 +20,19 @@ with a header row naming the columns card_id, openid, code (optional) and
 out_request_no in any order, or JSON lines with those keys (by extension:
 .jsonl, .ndjson and .json are JSON lines; --format overrides).
 
-Each invalid row is named on standard error as "line L: FIELD: problem",
-and the valid rows are still enqueued. A row whose out_request_no is already
-in the queue, or repeats one earlier in the file, counts as a duplicate.
-The last line on standard output is
-  enqueued=N duplicates=M invalid=K`
+Each invalid row (a problem with a field, a wrong number of columns,
+broken quoting, bad UTF-8, a line that is not JSON) is named on standard
+error as "line L: FIELD: problem", and the valid rows are still enqueued. A
+row whose out_request_no is already in the queue, or repeats one earlier in
+the file, counts as a duplicate, so running the same file again after an
+interruption imports nobody twice. The last line on standard output is
+  enqueued=N duplicates=M invalid=K
+With --dry-run nothing is enqueued: the rows are validated and checked
+against the queue, and enqueued=N counts the rows that would be enqueued.
+On a terminal a progress bar is drawn on standard error; piped, none.`
 
-// defaultConcurrency is how many enqueues are in flight at once. Each is
-// one Redis round trip, so a handful hide the latency; more only add load
-// on the Redis the workers share.
-const defaultConcurrency = 16
+// defaultConcurrency is how many enqueues are in flight at once.
+const defaultConcurrency = tasks.DefaultProducerConcurrency
 
 func runFile(ctx context.Context, c *cli, args []string) int {
 	fs := newFlagSet(c, "file", "[flags] PATH", fileAbout)
@@ -40,6 +43,7 @@ func runFile(ctx context.Context, c *cli, args []string) int {
 	formatName := fs.String("format", "", "`format` of the file, csv or jsonl (default by the extension; csv for -)")
 	cardID := fs.String("card-id", "", "`card` of rows without one: every row when the file has no card_id column, else rows whose card_id is empty")
 	concurrency := fs.Int("concurrency", defaultConcurrency, "`number` of enqueues in flight at once")
+	dryRun := fs.Bool("dry-run", false, "validate the file and check it against the queue without enqueueing anything")
 	// Every run that got past -h ends with the summary line, even a usage
 	// error that enqueued nothing: tools read it.
 	usageError := func(format string, args ...any) int {
@@ -74,12 +78,22 @@ func runFile(ctx context.Context, c *cli, args []string) int {
 		return usageError("%v", err)
 	}
 
-	im := &fileImport{opts: opts, workers: *concurrency, stderr: c.stderr, stop: make(chan struct{})}
+	im := &fileImport{opts: opts, queue: rf.queue, workers: *concurrency, dryRun: *dryRun, stderr: c.stderr, stop: make(chan struct{})}
 	code := im.importFile(ctx, c, rf, path, format, *cardID)
+	im.progress.finish()
 	enqueued, duplicates, invalid := im.counts()
+	if *dryRun {
+		fmt.Fprintln(c.stdout, "dry run: nothing was enqueued; enqueued= counts the rows that would be")
+	}
 	fmt.Fprintf(c.stdout, "enqueued=%d duplicates=%d invalid=%d\n", enqueued, duplicates, invalid)
 	return code
 }
+
+// shardBuffer is how many rows may wait for each worker. A row goes to the
+// worker of its out_request_no, so without slack the reader would stall on
+// one busy worker while the others idle; 128 rows of ~200 bytes per worker
+// keep all of them fed, at a few hundred kilobytes whatever the file.
+const shardBuffer = 128
 
 // errInterrupted stops an import when the command's context is cancelled.
 var errInterrupted = errors.New("interrupted")
@@ -92,9 +106,15 @@ var errInterrupted = errors.New("interrupted")
 // are enqueued in file order: the first is imported and the later ones are
 // its duplicates, whatever the timing.
 type fileImport struct {
-	client  *asynq.Client
-	opts    []tasks.Option
-	workers int
+	producer *tasks.Producer
+	opts     []tasks.Option
+	queue    string
+	workers  int
+	// dryRun replaces enqueueing with a check of the queue: see dryRun.
+	dryRun bool
+	check  *dryRun
+	// progress is nil unless stderr is a terminal.
+	progress *progress
 
 	enqueued   atomic.Int64
 	duplicates atomic.Int64
@@ -128,13 +148,14 @@ func (im *fileImport) importFile(ctx context.Context, c *cli, rf redisFlags, pat
 		c.errorf("%v", err)
 		return exitFailure
 	}
-	src, name, err := c.open(path)
+	src, name, size, err := c.open(path)
 	if err != nil {
 		c.errorf("%v", err)
 		return exitFailure
 	}
 	defer src.Close()
-	r, err := memberfile.NewReader(src, format, memberfile.WithDefaultCardID(cardID))
+	im.progress = newProgress(c.stderr, size)
+	r, err := memberfile.NewReader(im.progress.reader(src), format, memberfile.WithDefaultCardID(cardID))
 	if err != nil {
 		var fe *tasks.FieldError
 		if errors.As(err, &fe) {
@@ -144,17 +165,27 @@ func (im *fileImport) importFile(ctx context.Context, c *cli, rf redisFlags, pat
 		c.errorf("%s: %v", name, err)
 		return exitFailure
 	}
-	im.client = asynq.NewClient(connOpt)
-	defer im.client.Close()
+	client := asynq.NewClient(connOpt)
+	defer client.Close()
+	// Options were checked with the flags.
+	if im.producer, err = tasks.NewProducer(client, tasks.WithTaskOptions(im.opts...)); err != nil {
+		c.errorf("%v", err)
+		return exitUsage
+	}
 	// Find out now, not at the first row, that Redis cannot be reached.
-	if err := im.client.Ping(); err != nil {
+	if err := im.producer.Ping(); err != nil {
 		c.errorf("redis: %v", err)
 		return exitFailure
+	}
+	if im.dryRun {
+		im.check = newDryRun(connOpt, im.queue, im.workers)
+		defer im.check.close()
 	}
 	if err := im.run(ctx, r); err != nil {
 		if !errors.Is(err, errInterrupted) {
 			err = fmt.Errorf("%s: %w", name, err)
 		}
+		im.progress.finish()
 		c.errorf("%v", err)
 		return exitFailure
 	}
@@ -165,15 +196,30 @@ func (im *fileImport) importFile(ctx context.Context, c *cli, rf redisFlags, pat
 }
 
 // open opens the member file; "-" is standard input, which is not closed.
-func (c *cli) open(path string) (io.ReadCloser, string, error) {
+// size is the number of bytes to read, or -1 when it cannot be known (a
+// pipe, a terminal).
+func (c *cli) open(path string) (src io.ReadCloser, name string, size int64, err error) {
 	if path == "-" {
-		return io.NopCloser(c.stdin), "standard input", nil
+		return io.NopCloser(c.stdin), "standard input", sizeOf(c.stdin), nil
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
-	return f, path, nil
+	return f, path, sizeOf(f), nil
+}
+
+// sizeOf returns the size of a regular file, -1 for anything else.
+func sizeOf(r io.Reader) int64 {
+	f, ok := r.(*os.File)
+	if !ok {
+		return -1
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return -1
+	}
+	return fi.Size()
 }
 
 // run enqueues the rows of r and returns the first failure, or
@@ -182,8 +228,8 @@ func (im *fileImport) run(ctx context.Context, r *memberfile.Reader) error {
 	shards := make([]chan job, im.workers)
 	var wg sync.WaitGroup
 	for i := range shards {
-		shards[i] = make(chan job, 8)
-		wg.Go(func() { im.work(ctx, shards[i]) })
+		shards[i] = make(chan job, shardBuffer)
+		wg.Go(func() { im.work(ctx, i, shards[i]) })
 	}
 	readDone := make(chan error, 1)
 	go func() { readDone <- im.read(r, shards) }()
@@ -234,7 +280,9 @@ func (im *fileImport) read(r *memberfile.Reader, shards []chan job) error {
 			return err
 		case im.stopped():
 			return nil
-		case row.Err != nil:
+		}
+		im.progress.row()
+		if row.Err != nil {
 			im.refuse(row)
 			continue
 		}
@@ -248,7 +296,7 @@ func (im *fileImport) read(r *memberfile.Reader, shards []chan job) error {
 }
 
 // work enqueues the jobs of one shard.
-func (im *fileImport) work(ctx context.Context, jobs <-chan job) {
+func (im *fileImport) work(ctx context.Context, shard int, jobs <-chan job) {
 	// An enqueue once begun runs to its end even if ctx is cancelled, so
 	// that the summary counts exactly what reached Redis; each is one
 	// round trip, bounded by the Redis client's timeouts.
@@ -264,7 +312,13 @@ func (im *fileImport) work(ctx context.Context, jobs <-chan job) {
 		case <-im.stop:
 			return
 		}
-		duplicate, err := enqueue(ctx, im.client, j.payload, im.opts)
+		var duplicate bool
+		var err error
+		if im.dryRun {
+			duplicate, err = im.check.duplicate(shard, j.payload.OutRequestNo)
+		} else {
+			duplicate, err = im.producer.Enqueue(ctx, j.payload)
+		}
 		switch {
 		case err != nil:
 			im.fail(fmt.Errorf("line %d: %w", j.line, err))
@@ -305,7 +359,7 @@ func (im *fileImport) refuse(row memberfile.Row) {
 		return
 	}
 	im.invalid++
-	fmt.Fprintln(im.stderr, row.Err)
+	im.progress.printLine(im.stderr, row.Err.Error())
 }
 
 func (im *fileImport) counts() (enqueued, duplicates, invalid int64) {

@@ -48,8 +48,13 @@ func runOne(ctx context.Context, c *cli, args []string) int {
 	}
 	client := asynq.NewClient(connOpt)
 	defer client.Close()
+	producer, err := tasks.NewProducer(client, tasks.WithTaskOptions(opts...))
+	if err != nil {
+		c.errorf("%v", err)
+		return exitUsage
+	}
 
-	duplicate, err := enqueue(ctx, client, p, opts)
+	duplicate, err := producer.Enqueue(ctx, p)
 	switch {
 	case err != nil:
 		c.errorf("out_request_no=%s: %v", p.OutRequestNo, err)

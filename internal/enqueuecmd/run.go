@@ -1,6 +1,6 @@
 // Package enqueuecmd is the enqueue command: the producer and operator tool
-// that puts members into the import queue, one at a time or from a member
-// file. cmd/enqueue only hands it the process's arguments, environment and
+// that puts members into the import queue, one at a time, from a member
+// file, or through the HTTP intake it serves. cmd/enqueue only hands it the process's arguments, environment and
 // standard streams, so that tests can run it whole against a test Redis.
 //
 // Each subcommand lives in a file of its own and registers in commands;
@@ -38,8 +38,10 @@ type command struct {
 var commands = []command{
 	{name: "one", summary: "enqueue the import of one member", run: runOne},
 	{name: "file", summary: "enqueue the import of every member in a CSV or JSON-lines file", run: runFile},
+	{name: "serve", summary: "serve the HTTP intake: POST /v1/imports enqueues members", run: runServe},
 	{name: "status", summary: "show where the import of one out_request_no stands", run: runStatus},
 	{name: "dead", summary: "list (dead list) or replay (dead replay) imports that failed for good", run: runDead},
+	{name: "circuit", summary: "show the circuit breaker and rate slowdown the workers share", run: runCircuit},
 }
 
 // cli is what a subcommand may touch of the process.
@@ -87,8 +89,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 func (c *cli) usage() {
 	var b strings.Builder
 	b.WriteString("usage: enqueue COMMAND [flags] [ARGS]\n\nPuts member-card imports into the import queue.\n\ncommands:\n")
+	width := 0
 	for _, cmd := range commands {
-		fmt.Fprintf(&b, "  %-6s %s\n", cmd.name, cmd.summary)
+		width = max(width, len(cmd.name))
+	}
+	for _, cmd := range commands {
+		fmt.Fprintf(&b, "  %-*s  %s\n", width, cmd.name, cmd.summary)
 	}
 	b.WriteString("\nenqueue COMMAND -h shows a command's flags.\n")
 	b.WriteString(envHelp)
@@ -98,9 +104,10 @@ func (c *cli) usage() {
 
 const envHelp = `
 environment:
-  REDIS_URL  the Redis to enqueue into: redis://host:port/db, rediss://...,
-             redis-sentinel://... (--redis-url overrides it)
-  QUEUE      the queue to enqueue into (--queue overrides it)
+  REDIS_URL     the Redis to enqueue into: redis://host:port/db, rediss://...,
+                redis-sentinel://... (--redis-url overrides it)
+  QUEUE         the queue to enqueue into (--queue overrides it)
+  INTAKE_TOKEN  bearer token requests to enqueue serve must carry
 `
 
 const exitHelp = `

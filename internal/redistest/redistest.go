@@ -60,6 +60,10 @@ func (r *Redis) Queue(tb testing.TB) string {
 	return q
 }
 
+// DropQueue removes every key of queue q at once, for benchmarks that fill
+// a queue with more tasks than should wait for the end of the run.
+func (r *Redis) DropQueue(q string) { r.dropQueue(q) }
+
 // dropQueue removes every key of queue q: asynq's and the project's own
 // (cardimport:{q}:…, e.g. dead letters). asynq's DeleteQueue leaves the
 // completed tasks and the statistics behind, and with the queue gone no

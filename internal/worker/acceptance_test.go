@@ -95,6 +95,9 @@ func TestImportAFileEndToEnd(t *testing.T) {
 	r := redistest.New(t)
 	queue := r.Queue(t)
 	env["REDIS_URL"] = r.URL
+	// The emulator has no limit; the default of 10 a second would make
+	// this test take half a minute.
+	env["WECHATPAY_RATE_LIMIT"] = "200"
 	getenv := func(k string) string { return env[k] }
 
 	f := newMemberFile(300)

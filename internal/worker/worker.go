@@ -51,13 +51,28 @@ func Serve(ctx context.Context, cfg config.Worker, log zerolog.Logger) error {
 		log.Warn().Str("detail", w).Msg("redis check")
 	}
 
+	side, err := startSide(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer side.stop()
+	if cfg.DashboardOnly {
+		return side.dashboardOnly(ctx)
+	}
+
 	client, err := wechatpay.NewClient(ctx, cfg.WeChat)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
 
-	handler, err := tasks.NewHandler(tasks.HandlerConfig{Importer: client, Logger: &log})
+	guarded, closeGuard, err := newGuard(cfg, side.instrument(client), log)
+	if err != nil {
+		return err
+	}
+	defer closeGuard()
+
+	handler, err := tasks.NewHandler(tasks.HandlerConfig{Importer: guarded, Logger: &log})
 	if err != nil {
 		return err
 	}
@@ -80,10 +95,13 @@ func Serve(ctx context.Context, cfg config.Worker, log zerolog.Logger) error {
 	go func() { defer close(swept); dead.sweep(sweepCtx, SweepInterval) }()
 	defer func() { stopSweep(); <-swept }()
 	log.Info().Str("queue", cfg.Queue).Int("concurrency", cfg.Concurrency).
-		Str("mode", string(client.Mode())).Msg("worker started")
+		Str("mode", string(client.Mode())).Float64("rate_limit", cfg.Guard.RateLimit).Msg("worker started")
 
 	<-ctx.Done()
 	log.Info().Msg("worker stopping")
+	// Tasks waiting for the circuit or the rate limit go back to the
+	// queue now rather than at the end of their wait.
+	guarded.Stop()
 	// Shutdown waits up to ShutdownTimeout for in-flight imports, then hands
 	// the rest back to the queue without spending a retry.
 	srv.Shutdown()

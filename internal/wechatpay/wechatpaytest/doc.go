@@ -35,8 +35,10 @@
 //
 //	step                                  answer
 //	------------------------------------  ----------------------------------------------
-//	over the rate limit (WithRateLimit)   429 RATELIMIT_EXCEEDED
+//	over the rate limit (WithRateLimit):  429 RATELIMIT_EXCEEDED
+//	  more than N in any one second
 //	signature check fails                 401 SIGN_ERROR
+//	an outage (SetOutage) is on           its 5xx; nothing imported
 //	FailNext scheduled                    the scheduled error; nothing imported
 //	Accept202Next scheduled               202, empty signed body; nothing imported
 //	a field over its limit                400 PARAM_ERROR; detail names the field

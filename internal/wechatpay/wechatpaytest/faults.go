@@ -3,11 +3,13 @@ package wechatpaytest
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"net/http"
 	"time"
 )
 
 // faults are the failures scheduled by a test. Guarded by Emulator.mu.
 type faults struct {
+	outage    *answer
 	failures  []scheduledFailure
 	accept202 int
 	lose      int
@@ -53,6 +55,25 @@ func (e *Emulator) FailNext(n int, status int, code, message string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.faults.failures = append(e.faults.failures, scheduledFailure{remaining: n, answer: refusal(status, code, message)})
+}
+
+// SetOutage answers every later import call that passes the rate limit and
+// the signature check with status and SERVICE_UNAVAILABLE (SYSTEM_ERROR for
+// a 500), importing nothing, until SetOutage(0) ends the outage. It stands
+// for WeChat being down for a while, however many calls arrive.
+func (e *Emulator) SetOutage(status int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case status == 0:
+		e.faults.outage = nil
+	case status == http.StatusInternalServerError:
+		a := refusal(status, "SYSTEM_ERROR", "系统错误 (outage)")
+		e.faults.outage = &a
+	default:
+		a := refusal(status, "SERVICE_UNAVAILABLE", "服务不可用 (outage)")
+		e.faults.outage = &a
+	}
 }
 
 // LoseNextAnswers performs the next n imports but answers each with

@@ -251,6 +251,29 @@ func TestRateLimit(t *testing.T) {
 		})
 	}
 	require.Equal(t, 2, b.srv.Stats().Refusals["RATELIMIT_EXCEEDED"])
+	n, first, last := b.srv.Admitted()
+	require.Equal(t, 3, n, "refused requests are not admitted")
+	require.Equal(t, time.Second, last.Sub(first))
+}
+
+// TestOutage: while SetOutage is on, every call meets its 5xx and nothing
+// is imported; once it is off, the same call imports.
+func TestOutage(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.srv.SetOutage(http.StatusServiceUnavailable)
+	body := importBody{OpenID: openid, OutRequestNo: "outage-1"}
+	for range 3 {
+		_, _, err := b.importMember(t, testCard, body)
+		apiErr := apiError(t, err)
+		require.Equal(t, http.StatusServiceUnavailable, apiErr.StatusCode)
+		require.Equal(t, "SERVICE_UNAVAILABLE", apiErr.Code)
+	}
+	require.Zero(t, b.srv.Members())
+	b.srv.SetOutage(0)
+	_, _, err := b.importMember(t, testCard, body)
+	require.NoError(t, err)
+	require.Equal(t, 1, b.srv.Members())
 }
 
 // TestClientTimeoutDoesNotUndoTheImport: a caller that gives up waiting

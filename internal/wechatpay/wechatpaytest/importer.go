@@ -59,6 +59,9 @@ func (e *Emulator) handleImport(w http.ResponseWriter, r *http.Request) {
 func (e *Emulator) importMember(cardID string, body []byte) answer {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.faults.outage != nil {
+		return *e.faults.outage
+	}
 	if a, ok := e.faults.takeFailure(); ok {
 		return a
 	}

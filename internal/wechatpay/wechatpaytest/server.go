@@ -34,6 +34,11 @@ type Emulator struct {
 	faults  faults
 	members members
 	stats   Stats
+	// admitted counts the requests the rate limit let through (Admitted).
+	admitted struct {
+		n           int
+		first, last time.Time
+	}
 }
 
 // New returns an emulator for the merchant and WeChat identities in keys.
@@ -150,11 +155,20 @@ func (e *Emulator) wait(r *http.Request) {
 	}
 }
 
-// allow applies the rate limit.
+// allow applies the rate limit and counts the requests it admits.
 func (e *Emulator) allow() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.limiter == nil || e.limiter.allow(e.clock())
+	now := e.clock()
+	if e.limiter != nil && !e.limiter.allow(now) {
+		return false
+	}
+	if e.admitted.n == 0 {
+		e.admitted.first = now
+	}
+	e.admitted.n++
+	e.admitted.last = now
+	return true
 }
 
 // reply writes a. A 2xx is signed with the key named by signSerial, or, when

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"maps"
 	"net/http"
+	"time"
 )
 
 // Stats counts what the emulator did.
@@ -31,6 +32,15 @@ func (e *Emulator) Stats() Stats {
 	s.Members = len(e.members.imports)
 	s.Refusals = maps.Clone(e.stats.Refusals)
 	return s
+}
+
+// Admitted reports how many /v3/ requests passed the rate limit, whatever
+// their answer, and when the first and the last of them arrived, so that a
+// load test can work out the rate it achieved: (n-1) / last.Sub(first).
+func (e *Emulator) Admitted() (n int, first, last time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.admitted.n, e.admitted.first, e.admitted.last
 }
 
 // ImportCount returns how many times a member was newly imported. Whatever

@@ -1,0 +1,122 @@
+// Package dashboard serves asynqmon, asynq's web UI, for the import queue:
+// behind a login whenever it listens beyond this host, optionally
+// read-only, and with every member's openid masked in the payloads and
+// results it shows (design.md: no personal data on the dashboard).
+package dashboard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
+	"github.com/rs/zerolog"
+
+	"github.com/cardimport/cardimport/internal/httpserve"
+)
+
+// Config configures the dashboard.
+type Config struct {
+	// Redis is the queue's Redis. Required.
+	Redis asynq.RedisConnOpt
+	// Addr is HOST:PORT to listen on (--dashboard). Required by Serve; New
+	// uses it only to decide whether a login is required.
+	Addr string
+	// User and Password are the HTTP basic login (DASHBOARD_USER,
+	// DASHBOARD_PASSWORD). Required when Addr is not a loopback address;
+	// when set, every request must carry them. Default to none.
+	User, Password string
+	// ReadOnly refuses every request that would change a queue or task
+	// (--dashboard-read-only). Defaults to false.
+	ReadOnly bool
+	// RootPath is the URL path the dashboard lives under. Defaults to "/".
+	RootPath string
+}
+
+func (c Config) withDefaults() Config {
+	if c.RootPath == "" {
+		c.RootPath = "/"
+	}
+	return c
+}
+
+// Validate checks the configuration and names the field, flag or variable
+// at fault.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Redis == nil {
+		errs = append(errs, errors.New("dashboard: Redis is required"))
+	}
+	if c.RootPath != "" && !strings.HasPrefix(c.RootPath, "/") {
+		errs = append(errs, fmt.Errorf("dashboard: RootPath %q must start with a slash", c.RootPath))
+	}
+	if err := CheckLogin(c.Addr, c.User, c.Password); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Handler is the dashboard's http.Handler. Close releases its Redis
+// connections.
+type Handler struct {
+	http.Handler
+	mon *asynqmon.HTTPHandler
+}
+
+// Close closes the dashboard's connections to Redis.
+func (h *Handler) Close() error { return h.mon.Close() }
+
+// realm names the protected space in the browser's login prompt.
+const realm = "cardimport dashboard"
+
+// New returns the dashboard handler for a valid configuration.
+func New(cfg Config) (*Handler, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	mon := asynqmon.New(asynqmon.Options{
+		RootPath:         cfg.RootPath,
+		RedisConnOpt:     cfg.Redis,
+		ReadOnly:         cfg.ReadOnly,
+		PayloadFormatter: asynqmon.PayloadFormatterFunc(FormatPayload),
+		ResultFormatter:  asynqmon.ResultFormatterFunc(FormatResult),
+	})
+	// Browsers send a basic login with every request to the dashboard,
+	// including those another site's page makes: refuse cross-origin
+	// changes, and framing by other pages.
+	var h http.Handler = http.NewCrossOriginProtection().Handler(headers(mon))
+	if cfg.User != "" || cfg.Password != "" {
+		h = requireLogin(cfg.User, cfg.Password, realm, h)
+	}
+	return &Handler{Handler: h, mon: mon}, nil
+}
+
+// Serve serves the dashboard on cfg.Addr until ctx is cancelled, then shuts
+// down gracefully. It is the whole of `worker --dashboard-only`.
+func Serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
+	if cfg.Addr == "" {
+		return errors.New("--dashboard: HOST:PORT is required")
+	}
+	h, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return httpserve.Run(ctx, "dashboard", "--dashboard", cfg.Addr, h, log)
+}
+
+// headers keeps browsers and proxies from caching API answers, which show
+// queue contents, and other sites from framing the dashboard.
+func headers(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/api/") {
+			w.Header().Set("Cache-Control", "no-store")
+		}
+		w.Header().Set("X-Frame-Options", "DENY")
+		next.ServeHTTP(w, r)
+	})
+}

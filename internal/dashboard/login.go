@@ -1,0 +1,97 @@
+package dashboard
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// CheckLogin applies the login rule to a dashboard address: a dashboard
+// reachable from other hosts shows every queued member, so it needs
+// DASHBOARD_USER and DASHBOARD_PASSWORD; one on a loopback address may run
+// without them. A login given by halves is refused wherever it listens, as
+// it is surely a mistake.
+func CheckLogin(addr, user, password string) error {
+	if addr == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--dashboard: %q is not HOST:PORT", addr)
+	}
+	var errs []error
+	switch {
+	case user == "" && password == "":
+		if !IsLoopback(host) {
+			errs = append(errs,
+				errors.New("DASHBOARD_USER: required when --dashboard is not a loopback address"),
+				errors.New("DASHBOARD_PASSWORD: required when --dashboard is not a loopback address"))
+		}
+	case user == "":
+		errs = append(errs, errors.New("DASHBOARD_USER: required when DASHBOARD_PASSWORD is set"))
+	case password == "":
+		errs = append(errs, errors.New("DASHBOARD_PASSWORD: required when DASHBOARD_USER is set"))
+	case strings.Contains(user, ":"):
+		// Basic authentication cannot carry a user name with a colon.
+		errs = append(errs, errors.New("DASHBOARD_USER: must not contain ':'"))
+	}
+	return errors.Join(errs...)
+}
+
+// IsLoopback reports whether a listening host is reachable from this
+// machine only: a loopback IP (127.0.0.0/8, ::1), "localhost", or a name
+// that resolves to loopback addresses only. An empty host, 0.0.0.0 and ::
+// listen on every interface and are not loopback; a name that does not
+// resolve is not either.
+func IsLoopback(host string) bool {
+	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	if host == "" {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+	if err != nil || len(addrs) == 0 {
+		return false
+	}
+	for _, a := range addrs {
+		if !a.IP.IsLoopback() {
+			return false
+		}
+	}
+	return true
+}
+
+// requireLogin lets through only requests with the configured basic login.
+// The comparison hashes both sides first so that it takes the same time
+// whatever the length or content of the guess.
+func requireLogin(user, password, realm string, next http.Handler) http.Handler {
+	wantUser := sha256.Sum256([]byte(user))
+	wantPassword := sha256.Sum256([]byte(password))
+	challenge := fmt.Sprintf("Basic realm=%q, charset=\"UTF-8\"", realm)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, ok := r.BasicAuth()
+		gotUser := sha256.Sum256([]byte(u))
+		gotPassword := sha256.Sum256([]byte(p))
+		userOK := subtle.ConstantTimeCompare(gotUser[:], wantUser[:])
+		passwordOK := subtle.ConstantTimeCompare(gotPassword[:], wantPassword[:])
+		if !ok || userOK&passwordOK != 1 {
+			w.Header().Set("WWW-Authenticate", challenge)
+			http.Error(w, "login required", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

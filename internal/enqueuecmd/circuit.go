@@ -1,0 +1,64 @@
+package enqueuecmd
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/cardimport/cardimport/internal/guard"
+)
+
+const circuitAbout = `Shows the queue's circuit breaker to WeChat Pay, as every worker of the queue
+sees it, on one line:
+
+  circuit=closed failures=N rate_factor=F
+  circuit=open since=TIME next_probe=D failures=N rate_factor=F cause="…" hint="…"
+
+While it is open the workers call WeChat only to probe, and tasks wait
+without spending retries; it closes by itself when a probe succeeds, e.g.
+once the key named in the hint is fixed and the workers restarted.
+rate_factor is the share of WECHATPAY_RATE_LIMIT in force: below 1 for a
+few seconds after WeChat answered 429.`
+
+func runCircuit(ctx context.Context, c *cli, args []string) int {
+	fs := newFlagSet(c, "circuit", "[flags]", circuitAbout)
+	var rf redisFlags
+	rf.register(fs, c.getenv)
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		c.errorf("circuit: takes no arguments, got %d", fs.NArg())
+		return exitUsage
+	}
+	connOpt, err := rf.connOpt(c.getenv)
+	if err != nil {
+		c.errorf("%v", err)
+		return exitFailure
+	}
+	rdb, ok := connOpt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		c.errorf("circuit: unsupported redis connection")
+		return exitFailure
+	}
+	defer rdb.Close()
+	s, err := guard.ReadState(ctx, rdb, rf.queue)
+	if err != nil {
+		c.errorf("circuit: %v", err)
+		return exitFailure
+	}
+	fmt.Fprintln(c.stdout, formatCircuit(s))
+	return exitOK
+}
+
+func formatCircuit(s guard.State) string {
+	factor := strconv.FormatFloat(s.RateFactor, 'f', 2, 64)
+	if !s.Open {
+		return fmt.Sprintf("circuit=closed failures=%d rate_factor=%s", s.Failures, factor)
+	}
+	return fmt.Sprintf("circuit=open since=%s next_probe=%s failures=%d rate_factor=%s cause=%q hint=%q",
+		s.Since.UTC().Format(time.RFC3339), s.NextProbe.Round(100*time.Millisecond), s.Failures, factor, s.Cause, s.Hint)
+}

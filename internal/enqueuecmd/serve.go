@@ -1,0 +1,111 @@
+package enqueuecmd
+
+import (
+	"context"
+	"errors"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/cardimport/cardimport/internal/intake"
+	"github.com/cardimport/cardimport/internal/logging"
+	"github.com/cardimport/cardimport/tasks"
+)
+
+const serveAbout = `Serves the HTTP intake: POST /v1/imports takes members as a JSON array or
+as JSON lines (Content-Type application/json or application/x-ndjson; without
+either, a body starting with '[' is an array) and answers
+  {"enqueued":N,"duplicates":M,"invalid":[{"index":I,"error":"field: problem"}]}
+with the validation and duplicate rules of enqueue file. Requests carry
+"Authorization: Bearer $INTAKE_TOKEN" (401 without it); a body that is not
+JSON of that shape gets 400, one over --max-body-bytes or --max-members 413,
+and 503 when Redis cannot be reached (sending it again is safe). GET /healthz
+answers 200 while Redis answers.
+
+Without INTAKE_TOKEN it only listens on a loopback address. Access logs are
+JSON lines on standard output, without bodies, openids or tokens. SIGINT or
+SIGTERM stops it after in-flight requests finish.`
+
+func runServe(ctx context.Context, c *cli, args []string) int {
+	fs := newFlagSet(c, "serve", "[flags]", serveAbout)
+	var rf redisFlags
+	rf.register(fs, c.getenv)
+	var tf taskFlags
+	tf.register(fs)
+	addr := fs.String("addr", intake.DefaultAddr, "`host:port` to listen on")
+	maxBody := fs.Int64("max-body-bytes", intake.DefaultMaxBodyBytes, "largest request body, in `bytes`")
+	maxMembers := fs.Int("max-members", intake.DefaultMaxMembers, "most members in one request")
+	concurrency := fs.Int("concurrency", defaultConcurrency, "`number` of enqueues in flight per request")
+	shutdown := fs.Duration("shutdown-timeout", intake.DefaultShutdownTimeout, "time in-flight requests get to finish on SIGTERM")
+	logLevel := fs.String("log-level", "info", "`level` of the logs: debug, info, warn, error")
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		c.errorf("serve: takes no arguments, got %d", fs.NArg())
+		return exitUsage
+	}
+	for _, check := range []struct {
+		flag string
+		bad  bool
+	}{
+		{"--max-body-bytes", *maxBody < 1},
+		{"--max-members", *maxMembers < 1},
+		{"--concurrency", *concurrency < 1},
+		{"--shutdown-timeout", *shutdown <= 0},
+	} {
+		if check.bad {
+			c.errorf("%s: must be positive", check.flag)
+			return exitUsage
+		}
+	}
+	opts, err := tf.options(rf.queue)
+	if err != nil {
+		c.errorf("%v", err)
+		return exitUsage
+	}
+	log, err := logging.New(c.stdout, *logLevel)
+	if err != nil {
+		c.errorf("--%v", err)
+		return exitUsage
+	}
+	connOpt, err := rf.connOpt(c.getenv)
+	if err != nil {
+		c.errorf("%v", err)
+		return exitFailure
+	}
+	client := asynq.NewClient(connOpt)
+	defer client.Close()
+	producer, err := tasks.NewProducer(client, tasks.WithTaskOptions(opts...), tasks.WithConcurrency(*concurrency))
+	if err != nil {
+		c.errorf("%v", err)
+		return exitUsage
+	}
+	srv, err := intake.New(ctx, intake.Config{
+		Addr:            *addr,
+		Token:           c.getenv("INTAKE_TOKEN"),
+		MaxBodyBytes:    *maxBody,
+		MaxMembers:      *maxMembers,
+		ShutdownTimeout: *shutdown,
+		Producer:        producer,
+		Logger:          log,
+	})
+	if err != nil {
+		if errors.Is(err, intake.ErrNoToken) {
+			c.errorf("%v; refusing to listen on %s", err, *addr)
+		} else {
+			c.errorf("%v", err)
+		}
+		return exitFailure
+	}
+	// Say at once that Redis is unreachable, rather than at the first
+	// request; a Redis that goes away later shows in /healthz.
+	if err := producer.Ping(); err != nil {
+		c.errorf("redis: %v", err)
+		return exitFailure
+	}
+	if err := srv.ListenAndServe(ctx); err != nil {
+		c.errorf("%v", err)
+		return exitFailure
+	}
+	return exitOK
+}

@@ -1,0 +1,329 @@
+package guard_test
+
+import (
+	"context"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cardimport/cardimport/internal/guard"
+	"github.com/cardimport/cardimport/internal/logtest"
+	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/wechatpay"
+	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
+	"github.com/cardimport/cardimport/tasks"
+)
+
+const card = "pbLatjvWOibDc5-TBnbUk1pD12o0"
+
+// testBundle is a queue's shared state in Redis and an emulator; guards
+// made with newGuard stand for workers of the fleet.
+type testBundle struct {
+	srv   *wechatpaytest.Server
+	rdb   redis.UniversalClient
+	queue string
+}
+
+func setup(t *testing.T, opts ...wechatpaytest.Option) *testBundle {
+	t.Helper()
+	r := redistest.New(t)
+	b := &testBundle{queue: r.Queue(t), rdb: r.Opt.MakeRedisClient().(redis.UniversalClient)}
+	t.Cleanup(func() {
+		require.NoError(t, guard.DeleteState(context.Background(), b.rdb, b.queue))
+		_ = b.rdb.Close()
+	})
+	b.srv = wechatpaytest.NewServer(wechatpaytest.TestKeys(t), opts...)
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+// newGuard returns a worker's guard, signing with key (nil: the right one),
+// and its log.
+func (b *testBundle) newGuard(t *testing.T, key *rsa.PrivateKey, cfg guard.Config) (*guard.Guard, *logtest.Buffer) {
+	t.Helper()
+	wcfg := b.srv.ClientConfig(wechatpay.ModePublicKey)
+	if key != nil {
+		wcfg.MchPrivateKey = key
+	}
+	wc, err := wechatpay.NewClient(context.Background(), wcfg)
+	require.NoError(t, err)
+	t.Cleanup(wc.Close)
+	logs := &logtest.Buffer{}
+	log := zerolog.New(logs)
+	cfg.Redis, cfg.Queue, cfg.Logger = b.rdb, b.queue, &log
+	if cfg.Rate == 0 {
+		cfg.Rate = 1000
+	}
+	g, err := guard.New(wc, cfg)
+	require.NoError(t, err)
+	return g, logs
+}
+
+func (b *testBundle) state(t *testing.T) guard.State {
+	t.Helper()
+	s, err := guard.ReadState(context.Background(), b.rdb, b.queue)
+	require.NoError(t, err)
+	return s
+}
+
+var seq atomic.Int64
+
+func request() wechatpay.ImportRequest {
+	n := seq.Add(1)
+	return wechatpay.ImportRequest{CardID: card, OpenID: fmt.Sprintf("oUpF8uMuAJO_M2pxb%05d", n), OutRequestNo: fmt.Sprintf("1900000001-20261128-g%05d", n)}
+}
+
+func wrongKey(t *testing.T) *rsa.PrivateKey {
+	t.Helper()
+	k, err := wechatpaytest.GenerateKeys()
+	require.NoError(t, err)
+	return k.MchPrivateKey
+}
+
+func TestNewNamesWhatIsMissing(t *testing.T) {
+	t.Parallel()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer rdb.Close()
+	var importer tasks.Importer = &wechatpay.Client{}
+	tests := []struct {
+		name string
+		cfg  guard.Config
+		want string
+	}{
+		{name: "no redis", cfg: guard.Config{Queue: "q", Rate: 1}, want: "guard: Redis is required"},
+		{name: "no queue", cfg: guard.Config{Redis: rdb, Rate: 1}, want: "guard: Queue is required"},
+		{name: "no rate", cfg: guard.Config{Redis: rdb, Queue: "q"}, want: "guard: Rate must be positive, got 0"},
+		{name: "negative threshold", cfg: guard.Config{Redis: rdb, Queue: "q", Rate: 1, FailureThreshold: -1}, want: "guard: FailureThreshold must be at least 1, got -1"},
+		{name: "negative probe", cfg: guard.Config{Redis: rdb, Queue: "q", Rate: 1, ProbeInterval: -time.Second}, want: "guard: ProbeInterval must be positive, got -1s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := guard.New(importer, tt.cfg)
+			require.ErrorContains(t, err, tt.want)
+		})
+	}
+}
+
+// TestSignErrorOpensAtOnceAndAProbeCloses: the first SIGN_ERROR opens the
+// circuit, logged once at error level with the cause and the hint; while
+// it is open, however many tasks ask, WeChat sees about one call per probe
+// interval and the rest are deferred; a worker with the right key closes it
+// with its probe.
+func TestSignErrorOpensAtOnceAndAProbeCloses(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	probe := 400 * time.Millisecond
+	bad, badLogs := b.newGuard(t, wrongKey(t), guard.Config{ProbeInterval: probe, MaxWait: 100 * time.Millisecond})
+
+	_, err := bad.Import(context.Background(), request())
+	var werr *wechatpay.Error
+	require.ErrorAs(t, err, &werr)
+	require.Equal(t, wechatpay.KindSystemic, werr.Kind)
+	s := b.state(t)
+	require.True(t, s.Open)
+	require.Equal(t, "wechat pay rejects our signature (401 SIGN_ERROR)", s.Cause)
+	require.Contains(t, s.Hint, "WECHATPAY_MCH_CERT_SERIAL")
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	var deferred atomic.Int64
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Since(start) < 2*time.Second {
+				_, err := bad.Import(context.Background(), request())
+				// Probes' SIGN_ERRORs come back deferred too: the
+				// circuit stands for them.
+				var d *tasks.DeferredError
+				if errors.As(err, &d) && !tasks.IsFailure(err) {
+					deferred.Add(1)
+				} else {
+					t.Errorf("unexpected %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	calls := b.srv.Stats().Refusals["SIGN_ERROR"]
+	t.Logf("%d deferred, %d SIGN_ERROR answers in %s", deferred.Load(), calls, time.Since(start))
+	require.Positive(t, deferred.Load())
+	require.LessOrEqual(t, calls, 1+int(time.Since(start)/probe)+1, "one probe per interval")
+	require.Equal(t, 1, strings.Count(badLogs.String(), "circuit opened"), badLogs.String())
+	require.Regexp(t, `"level":"error".*"cause":"wechat pay rejects our signature \(401 SIGN_ERROR\)","hint":"check WECHATPAY_MCH_PRIVATE_KEY_FILE`, badLogs.String())
+
+	good, goodLogs := b.newGuard(t, nil, guard.Config{ProbeInterval: probe, MaxWait: 5 * time.Second})
+	res, err := good.Import(context.Background(), request())
+	require.NoError(t, err)
+	require.NotEmpty(t, res.Code)
+	require.False(t, b.state(t).Open)
+	require.Equal(t, 1, strings.Count(goodLogs.String(), "circuit closed, imports resume"), goodLogs.String())
+	require.Contains(t, goodLogs.String(), `"level":"info"`)
+}
+
+// TestOutageOpensAfterARunOfFailures: 5xx answers open the circuit only
+// after the threshold; the failures from then on are deferred (they spend no
+// retry); any good answer closes it.
+func TestOutageOpensAfterARunOfFailures(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	g, logs := b.newGuard(t, nil, guard.Config{FailureThreshold: 3, ProbeInterval: 200 * time.Millisecond, MaxWait: 3 * time.Second})
+	b.srv.SetOutage(503)
+	for i := 1; i <= 2; i++ {
+		_, err := g.Import(context.Background(), request())
+		require.Equal(t, wechatpay.KindTransient, wechatpay.KindOf(err))
+		require.True(t, tasks.IsFailure(err), "before the circuit opens a 5xx is the task's to retry")
+		require.False(t, b.state(t).Open)
+		require.Equal(t, i, b.state(t).Failures)
+	}
+	_, err := g.Import(context.Background(), request())
+	var d *tasks.DeferredError
+	require.ErrorAs(t, err, &d, "the failure that opens the circuit spends no retry")
+	require.Contains(t, err.Error(), "http 503 SERVICE_UNAVAILABLE")
+	s := b.state(t)
+	require.True(t, s.Open)
+	require.Equal(t, "wechat pay failing: 3 5xx answers or timeouts in a row (last: http 503 SERVICE_UNAVAILABLE)", s.Cause)
+
+	b.srv.SetOutage(0)
+	_, err = g.Import(context.Background(), request())
+	require.NoError(t, err, "the probe succeeds")
+	require.False(t, b.state(t).Open)
+	require.Zero(t, b.state(t).Failures)
+	require.Equal(t, 1, strings.Count(logs.String(), "circuit opened"))
+	require.Equal(t, 1, strings.Count(logs.String(), "circuit closed"))
+}
+
+// TestGoodAnswersResetTheRun: failures spread between good answers (and
+// WeChat's refusals of single members, which prove it works) never open
+// the circuit.
+func TestGoodAnswersResetTheRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	g, _ := b.newGuard(t, nil, guard.Config{FailureThreshold: 2})
+	for range 3 {
+		b.srv.FailNext(1, 500, "SYSTEM_ERROR", "系统错误")
+		_, err := g.Import(context.Background(), request())
+		require.Error(t, err)
+		req := request()
+		req.OpenID = wechatpaytest.OpenIDPrefixNoTrade + "x1"
+		_, err = g.Import(context.Background(), req)
+		require.Equal(t, wechatpay.KindPermanent, wechatpay.KindOf(err))
+	}
+	require.False(t, b.state(t).Open)
+}
+
+// TestRateLimitedSlowsTheFleet: 429s are tried again in place and cut the
+// shared rate for a while, with one warning per cut; none is a failure.
+func TestRateLimitedSlowsTheFleet(t *testing.T) {
+	t.Parallel()
+	b := setup(t, wechatpaytest.WithRateLimit(5))
+	g, logs := b.newGuard(t, nil, guard.Config{Rate: 50})
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Goroutines report with t.Errorf: require may only stop the
+			// test from its own goroutine.
+			if _, err := g.Import(context.Background(), request()); tasks.IsFailure(err) {
+				t.Errorf("a 429 spent a retry: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	require.Positive(t, b.srv.Stats().Refusals["RATELIMIT_EXCEEDED"])
+	require.Less(t, b.state(t).RateFactor, 1.0)
+	require.Contains(t, logs.String(), `"message":"wechat pay rate limit hit, slowing down"`)
+}
+
+// TestCollectorShowsTheCircuit: the metrics read the fleet's state.
+func TestCollectorShowsTheCircuit(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := guard.NewCollector(b.rdb, b.queue)
+	want := func(open int) string {
+		return fmt.Sprintf(`# HELP cardimport_circuit_open 1 while the circuit breaker to WeChat Pay is open: imports wait, only probes are sent.
+# TYPE cardimport_circuit_open gauge
+cardimport_circuit_open{queue=%q} %d
+`, b.queue, open)
+	}
+	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(want(0)), "cardimport_circuit_open"))
+	bad, _ := b.newGuard(t, wrongKey(t), guard.Config{})
+	_, err := bad.Import(context.Background(), request())
+	require.Error(t, err)
+	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(want(1)), "cardimport_circuit_open"))
+}
+
+// TestProbesGoOneAtATime: when each probe waits long for its answer, the
+// next one waits for it to end rather than for the interval alone.
+func TestProbesGoOneAtATime(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	probe, latency := 100*time.Millisecond, 600*time.Millisecond
+	g, _ := b.newGuard(t, nil, guard.Config{FailureThreshold: 1, ProbeInterval: probe, MaxWait: 200 * time.Millisecond})
+	b.srv.SetOutage(503)
+	b.srv.SetLatency(latency)
+	_, err := g.Import(context.Background(), request())
+	require.Error(t, err)
+	require.True(t, b.state(t).Open)
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Since(start) < 3*time.Second {
+				if _, err := g.Import(context.Background(), request()); tasks.IsFailure(err) {
+					t.Errorf("a call while open spent a retry: %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	calls := b.srv.Stats().Refusals["SERVICE_UNAVAILABLE"] - 1
+	t.Logf("%d probes in %s", calls, elapsed.Round(time.Millisecond))
+	require.Positive(t, calls)
+	require.LessOrEqual(t, calls, int(elapsed/(latency+probe))+1)
+}
+
+// TestNoRoomDefers: a call that finds no room in the shared rate before
+// its wait ends is deferred (no retry spent) without reaching WeChat.
+func TestNoRoomDefers(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	g, _ := b.newGuard(t, nil, guard.Config{Rate: 1, MaxWait: 300 * time.Millisecond})
+	var wg sync.WaitGroup
+	var done, deferred atomic.Int64
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := g.Import(context.Background(), request())
+			var d *tasks.DeferredError
+			switch {
+			case err == nil:
+				done.Add(1)
+			case errors.As(err, &d) && d.Reason == tasks.DeferRateLimit && !tasks.IsFailure(err):
+				deferred.Add(1)
+			default:
+				t.Errorf("unexpected %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, int64(1), done.Load(), "one call a second")
+	require.Equal(t, int64(4), deferred.Load())
+	require.Equal(t, 1, b.srv.Stats().Requests)
+}

@@ -1,0 +1,133 @@
+// Package intake is the HTTP intake of the import queue, for registration
+// systems that are not written in Go: POST /v1/imports takes a batch of
+// members as a JSON array or as JSON lines, enqueues the valid ones through
+// tasks.Producer — the validation and duplicate rules of `enqueue file` —
+// and answers how many were enqueued, how many were duplicates and which
+// were invalid and why.
+//
+// Requests carry `Authorization: Bearer <token>`. A server without a token
+// may only listen on a loopback address, where nothing but the host itself
+// can reach it. Access logs name method, path, status, duration, remote
+// address and counts, never a body, an openid or a token.
+package intake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/cardimport/cardimport/tasks"
+)
+
+// Defaults of Config.
+const (
+	// DefaultAddr listens on the loopback interface only.
+	DefaultAddr = "127.0.0.1:8080"
+	// DefaultMaxBodyBytes bounds a request body: 16 MiB holds some 100,000
+	// members of ~150 bytes, more than MaxMembers allows, so the member
+	// count is the limit a normal batch meets first.
+	DefaultMaxBodyBytes = 16 << 20
+	// DefaultMaxMembers bounds the members of one request, so one request
+	// holds Redis for seconds, not minutes, and its answer stays small.
+	DefaultMaxMembers = 10_000
+	// DefaultShutdownTimeout is how long in-flight requests get to finish
+	// once the server is asked to stop.
+	DefaultShutdownTimeout = 10 * time.Second
+)
+
+// Config configures a Server.
+type Config struct {
+	// Addr is the host:port to listen on. Defaults to DefaultAddr.
+	Addr string
+	// Token is the bearer token every request to /v1/imports must carry
+	// (INTAKE_TOKEN). It may be empty only when the server listens on a
+	// loopback address; then requests need no token.
+	Token string
+	// MaxBodyBytes bounds a request body; a larger one is refused with 413.
+	// Defaults to DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// MaxMembers bounds the members of one request; more are refused with
+	// 413. Defaults to DefaultMaxMembers.
+	MaxMembers int
+	// ShutdownTimeout bounds how long Serve waits for in-flight requests
+	// once its context is cancelled. Defaults to DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+	// Producer enqueues the members. Required.
+	Producer *tasks.Producer
+	// Logger receives the access log and the server's events. Defaults to
+	// the zero Logger, which discards everything.
+	Logger zerolog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxMembers == 0 {
+		c.MaxMembers = DefaultMaxMembers
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	return c
+}
+
+// ErrNoToken is returned when a server without a token would listen on an
+// address other hosts can reach.
+var ErrNoToken = errors.New("INTAKE_TOKEN: not set; without a token the intake only listens on a loopback address (127.0.0.1, ::1, localhost)")
+
+func (c Config) validate(ctx context.Context) error {
+	switch {
+	case c.Producer == nil:
+		return errors.New("producer: required")
+	case c.MaxBodyBytes < 0:
+		return fmt.Errorf("max body bytes: must be positive, got %d", c.MaxBodyBytes)
+	case c.MaxMembers < 0:
+		return fmt.Errorf("max members: must be positive, got %d", c.MaxMembers)
+	case c.ShutdownTimeout < 0:
+		return fmt.Errorf("shutdown timeout: must not be negative, got %s", c.ShutdownTimeout)
+	}
+	if c.Token != "" {
+		return nil
+	}
+	loopback, err := isLoopback(ctx, c.Addr)
+	if err != nil {
+		return err
+	}
+	if !loopback {
+		return ErrNoToken
+	}
+	return nil
+}
+
+// isLoopback says whether every address host:port names is a loopback
+// address. An empty host means every interface, which is not.
+func isLoopback(ctx context.Context, addr string) (bool, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false, fmt.Errorf("addr: %w", err)
+	}
+	if host == "" {
+		return false, nil
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback(), nil
+	}
+	ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+	if err != nil {
+		return false, fmt.Errorf("addr: %w", err)
+	}
+	for _, ip := range ips {
+		if !ip.IP.IsLoopback() {
+			return false, nil
+		}
+	}
+	return len(ips) > 0, nil
+}

@@ -1,0 +1,244 @@
+package intake
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+
+	"github.com/cardimport/cardimport/internal/memberfile"
+	"github.com/cardimport/cardimport/tasks"
+)
+
+// Response is the answer to POST /v1/imports.
+type Response struct {
+	// Enqueued counts the members put into the queue.
+	Enqueued int `json:"enqueued"`
+	// Duplicates counts the members whose out_request_no was already queued
+	// (or finished within its retention), or repeats one earlier in the
+	// request.
+	Duplicates int `json:"duplicates"`
+	// Invalid lists the members refused, in request order.
+	Invalid []Invalid `json:"invalid"`
+	// Error says why the request failed as a whole; empty on success.
+	Error string `json:"error,omitempty"`
+}
+
+// Invalid is one refused member.
+type Invalid struct {
+	// Index is the member's 0-based position: its index in a JSON array,
+	// or its line number less one in JSON lines.
+	Index int `json:"index"`
+	// Error names the field and the problem, never the value.
+	Error string `json:"error"`
+}
+
+// errorResponse is the answer to a request refused as a whole.
+type errorResponse struct {
+	Error string `json:"error"`
+}
+
+// requestError refuses a request as a whole with an HTTP status.
+type requestError struct {
+	status int
+	msg    string
+}
+
+func (e *requestError) Error() string { return e.msg }
+
+// member is one decoded member of a request.
+type member struct {
+	index   int
+	payload tasks.Payload
+	err     *memberfile.RowError
+}
+
+// imports handles POST /v1/imports.
+func (s *Server) imports(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="intake"`)
+		writeJSON(w, http.StatusUnauthorized, errorResponse{Error: "missing or wrong bearer token (Authorization: Bearer $INTAKE_TOKEN)"})
+		return
+	}
+	members, err := s.decode(w, r)
+	if err != nil {
+		var re *requestError
+		if !errors.As(err, &re) {
+			re = &requestError{status: http.StatusBadRequest, msg: err.Error()}
+		}
+		writeJSON(w, re.status, errorResponse{Error: re.msg})
+		return
+	}
+
+	resp := Response{Invalid: []Invalid{}}
+	valid := make([]tasks.Payload, 0, len(members))
+	at := make([]int, 0, len(members))
+	for _, m := range members {
+		if m.err != nil {
+			resp.Invalid = append(resp.Invalid, Invalid{Index: m.index, Error: problem(m.err)})
+			continue
+		}
+		valid = append(valid, m.payload)
+		at = append(at, m.index)
+	}
+	results, enqErr := s.cfg.Producer.EnqueueMany(r.Context(), valid)
+	for j, res := range results {
+		switch {
+		case res.Err == nil && res.Duplicate:
+			resp.Duplicates++
+		case res.Err == nil:
+			resp.Enqueued++
+		case errors.Is(res.Err, tasks.ErrInvalidPayload):
+			// Decoding validated already; kept so that no member goes
+			// unaccounted for should the rules ever differ.
+			resp.Invalid = append(resp.Invalid, Invalid{Index: at[j], Error: res.Err.Error()})
+		}
+	}
+	if stats, ok := r.Context().Value(statsKey{}).(*requestStats); ok {
+		*stats = requestStats{counted: true, enqueued: resp.Enqueued, duplicates: resp.Duplicates, invalid: len(resp.Invalid)}
+	}
+	if enqErr != nil {
+		// The Redis error is logged, not answered: it names hosts the
+		// caller has no business knowing.
+		s.cfg.Logger.Error().Err(enqErr).Msg("enqueue batch")
+		resp.Error = "the queue cannot be reached; send the request again: members already enqueued come back as duplicates"
+		writeJSON(w, http.StatusServiceUnavailable, resp)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// problem is a refusal without the line prefix: the index says where.
+func problem(e *memberfile.RowError) string {
+	c := *e
+	c.Line = 0
+	return c.Error()
+}
+
+// decode reads and decodes the body: a JSON array when the Content-Type is
+// application/json or, without a JSON type, when the first byte that is not
+// white space is '['; JSON lines otherwise. A JSON array that does not
+// parse is refused whole (400), since its members cannot be told apart; a
+// line of JSON lines that does not parse is one invalid member, as in
+// `enqueue file`.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request) ([]member, error) {
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		return nil, s.tooLarge()
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, s.tooLarge()
+		}
+		return nil, fmt.Errorf("read body: %w", err)
+	}
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) == 0 {
+		return nil, errors.New("empty body: want a JSON array of members or JSON lines")
+	}
+	array := trimmed[0] == '['
+	switch mediaType(r) {
+	case "application/json":
+		if !array {
+			return nil, errors.New("an application/json body must be a JSON array of members; send JSON lines as application/x-ndjson")
+		}
+	case "application/x-ndjson", "application/jsonl", "application/x-jsonlines", "application/jsonlines":
+		array = false
+	}
+	if array {
+		return s.decodeArray(trimmed)
+	}
+	return s.decodeLines(body)
+}
+
+func mediaType(r *http.Request) string {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil {
+		return ""
+	}
+	return mt
+}
+
+func (s *Server) tooLarge() error {
+	return &requestError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("body is larger than %d bytes; split the batch", s.cfg.MaxBodyBytes)}
+}
+
+func (s *Server) tooMany() error {
+	return &requestError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("more than %d members; split the batch", s.cfg.MaxMembers)}
+}
+
+func (s *Server) decodeArray(body []byte) ([]member, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if _, err := dec.Token(); err != nil {
+		return nil, fmt.Errorf("not a JSON array: %v", err)
+	}
+	var members []member
+	for dec.More() {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, fmt.Errorf("not a JSON array: member %d: %v", len(members), err)
+		}
+		if len(members) == s.cfg.MaxMembers {
+			return nil, s.tooMany()
+		}
+		m := member{index: len(members)}
+		p, err := memberfile.DecodeJSON(raw)
+		if err != nil {
+			m.err = asRowError(err)
+		} else {
+			m.payload = p
+		}
+		members = append(members, m)
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, fmt.Errorf("not a JSON array: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("not a JSON array: data after its closing ]")
+	}
+	return members, nil
+}
+
+func (s *Server) decodeLines(body []byte) ([]member, error) {
+	r, err := memberfile.NewReader(bytes.NewReader(body), memberfile.FormatJSONL)
+	if err != nil {
+		return nil, err
+	}
+	var members []member
+	for {
+		row, err := r.Next()
+		if err == io.EOF {
+			return members, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(members) == s.cfg.MaxMembers {
+			return nil, s.tooMany()
+		}
+		m := member{index: row.Line - 1, payload: row.Payload}
+		if row.Err != nil {
+			m.err = asRowError(row.Err)
+		}
+		members = append(members, m)
+	}
+}
+
+func asRowError(err error) *memberfile.RowError {
+	var re *memberfile.RowError
+	if errors.As(err, &re) {
+		return re
+	}
+	return &memberfile.RowError{Problem: err.Error(), Err: err}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,125 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/cardimport/cardimport/internal/config"
+	"github.com/cardimport/cardimport/internal/dashboard"
+	"github.com/cardimport/cardimport/internal/deadletter"
+	"github.com/cardimport/cardimport/internal/guard"
+	"github.com/cardimport/cardimport/internal/httpserve"
+	"github.com/cardimport/cardimport/internal/metrics"
+	"github.com/cardimport/cardimport/tasks"
+)
+
+// sideServers are the dashboard and the metrics endpoint a worker serves
+// next to its asynq server, when asked (--dashboard, --metrics).
+type sideServers struct {
+	metrics *metrics.Metrics
+	closers []func() error
+	servers []*httpserve.Server
+	log     zerolog.Logger
+}
+
+// startSide starts the side servers cfg asks for. Both bind before the
+// worker takes any task, so an address in use stops the start.
+func startSide(cfg config.Worker, log zerolog.Logger) (_ *sideServers, err error) {
+	s := &sideServers{log: log}
+	defer func() {
+		if err != nil {
+			s.stop()
+		}
+	}()
+	if cfg.Metrics != "" {
+		// The gauge reads the store at each scrape, so it is right in a
+		// --dashboard-only process too, where no worker writes.
+		dead, err := deadletter.New(cfg.Redis, cfg.Queue)
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, dead.Close)
+		// The breaker's state is the fleet's, read from Redis at each
+		// scrape like the dead-letter count.
+		rdb, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
+		if !ok {
+			return nil, fmt.Errorf("metrics: unsupported redis connection %T", cfg.Redis)
+		}
+		s.closers = append(s.closers, rdb.Close)
+		s.metrics, err = metrics.New(metrics.Config{
+			Redis:       cfg.Redis,
+			Queue:       cfg.Queue,
+			Logger:      &log,
+			DeadLetters: dead.Count,
+			Extra:       []prometheus.Collector{guard.NewCollector(rdb, cfg.Queue)},
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, s.metrics.Close)
+		srv, err := httpserve.Start("metrics", "--metrics", cfg.Metrics, metricsMux(s.metrics), log)
+		if err != nil {
+			return nil, err
+		}
+		s.servers = append(s.servers, srv)
+	}
+	if cfg.Dashboard != "" {
+		h, err := dashboard.New(dashboard.Config{
+			Redis:    cfg.Redis,
+			Addr:     cfg.Dashboard,
+			User:     cfg.DashboardUser,
+			Password: cfg.DashboardPassword,
+			ReadOnly: cfg.DashboardReadOnly,
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, h.Close)
+		srv, err := httpserve.Start("dashboard", "--dashboard", cfg.Dashboard, h, log)
+		if err != nil {
+			return nil, err
+		}
+		s.servers = append(s.servers, srv)
+	}
+	return s, nil
+}
+
+// instrument counts and times the imports when metrics are on.
+func (s *sideServers) instrument(imp tasks.Importer) tasks.Importer {
+	if s.metrics == nil {
+		return imp
+	}
+	return s.metrics.InstrumentImporter(imp)
+}
+
+// dashboardOnly serves the side servers until ctx is cancelled, without
+// working the queue (--dashboard-only).
+func (s *sideServers) dashboardOnly(ctx context.Context) error {
+	s.log.Info().Msg("dashboard only, not working the queue")
+	<-ctx.Done()
+	return nil
+}
+
+// stop shuts the servers down, letting requests in flight finish, and
+// closes their Redis connections.
+func (s *sideServers) stop() {
+	for _, srv := range s.servers {
+		srv.Shutdown()
+	}
+	for _, c := range s.closers {
+		_ = c()
+	}
+	s.servers, s.closers = nil, nil
+}
+
+// metricsMux serves the metrics at /metrics, where Prometheus looks.
+func metricsMux(m *metrics.Metrics) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	return mux
+}

@@ -1,0 +1,188 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/hibiken/asynq"
+)
+
+// DefaultProducerConcurrency is how many enqueues EnqueueMany keeps in
+// flight at once. Each enqueue is one Redis round trip, so a handful hide
+// the latency; more only add load on the Redis the workers share.
+const DefaultProducerConcurrency = 16
+
+// ErrNotAttempted is the error of the members of a batch that EnqueueMany
+// did not try to enqueue because an earlier enqueue failed (Redis went
+// away) or its context was cancelled. Sending them again is safe.
+var ErrNotAttempted = errors.New("not attempted: the batch stopped at an earlier failure")
+
+// Producer enqueues member imports: what a Go registration system uses to
+// hand over one member as it signs up, or many at once. It is the one place
+// where the enqueue CLI and the HTTP intake validate a member and turn a
+// repeated out_request_no into a duplicate, so every way in behaves alike.
+// A Producer is safe for concurrent use.
+type Producer struct {
+	client      *asynq.Client
+	opts        []Option
+	concurrency int
+	// built is opts applied, so that a member enqueued without options of
+	// its own costs no option building.
+	built options
+}
+
+// ProducerOption changes how NewProducer builds a Producer.
+type ProducerOption func(*Producer)
+
+// WithTaskOptions sets the options of every task the Producer creates
+// (queue, retry budget, timeout, retention). Options given to Enqueue or
+// EnqueueMany come after them and win. Defaults to none: DefaultQueue and
+// the default budget, timeout and retention.
+func WithTaskOptions(opts ...Option) ProducerOption {
+	return func(p *Producer) { p.opts = append(p.opts, opts...) }
+}
+
+// WithConcurrency sets how many enqueues EnqueueMany keeps in flight.
+// Defaults to DefaultProducerConcurrency.
+func WithConcurrency(n int) ProducerOption {
+	return func(p *Producer) { p.concurrency = n }
+}
+
+// NewProducer returns a Producer that enqueues through client, which stays
+// the caller's to close. Task options out of range are refused here, as an
+// *OptionError, rather than at the first member.
+func NewProducer(client *asynq.Client, opts ...ProducerOption) (*Producer, error) {
+	p := &Producer{client: client, concurrency: DefaultProducerConcurrency}
+	for _, opt := range opts {
+		opt(p)
+	}
+	if p.concurrency < 1 {
+		return nil, &OptionError{Option: "concurrency", Problem: fmt.Sprintf("must be at least 1, got %d", p.concurrency)}
+	}
+	var err error
+	if p.built, err = buildOptions(p.opts); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Ping checks that Redis answers.
+func (p *Producer) Ping() error { return p.client.Ping() }
+
+// Enqueue validates member and puts its import into the queue. An invalid
+// member is an error matching ErrInvalidPayload (a *FieldError naming the
+// field). duplicate is true, with a nil error, when a task with the same
+// out_request_no (the task ID) is still in Redis — waiting, running,
+// retrying, archived, or finished within its retention: the member was
+// handed over before, and importing it twice is what the ID prevents, so a
+// repeat is not a failure. Any other error is a failure to reach the queue;
+// trying again later is safe.
+func (p *Producer) Enqueue(ctx context.Context, member Payload, opts ...Option) (duplicate bool, err error) {
+	o := p.built
+	if len(opts) > 0 {
+		var err error
+		if o, err = buildOptions(append(append([]Option(nil), p.opts...), opts...)); err != nil {
+			return false, err
+		}
+	}
+	if err := member.Validate(); err != nil {
+		return false, err
+	}
+	task, err := newTask(member, o)
+	if err != nil {
+		return false, err
+	}
+	_, err = p.client.EnqueueContext(ctx, task)
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.Is(err, asynq.ErrTaskIDConflict), errors.Is(err, asynq.ErrDuplicateTask):
+		return true, nil
+	}
+	return false, fmt.Errorf("enqueue task: %w", err)
+}
+
+// EnqueueResult is what EnqueueMany did with one member of a batch.
+type EnqueueResult struct {
+	// Index is the member's position in the batch.
+	Index int
+	// Duplicate says the member was not enqueued because its out_request_no
+	// is already queued, or appears earlier in the same batch.
+	Duplicate bool
+	// Err is nil when the member was enqueued or is a duplicate. It matches
+	// ErrInvalidPayload for an invalid member and ErrNotAttempted for one
+	// left out after a failure; otherwise the enqueue itself failed.
+	Err error
+}
+
+// EnqueueMany enqueues a batch of members concurrently and returns one
+// EnqueueResult per member, in the batch's order. Invalid members are
+// refused and the valid ones still go in. When the same out_request_no appears more than
+// once, the first is enqueued and the others are duplicates, whatever the
+// timing. The error is the first failure to reach the queue (or ctx's
+// error); after it no further member is tried and those left carry
+// ErrNotAttempted, so sending the whole batch again is safe: what went in
+// comes back as duplicates.
+func (p *Producer) EnqueueMany(ctx context.Context, members []Payload, opts ...Option) ([]EnqueueResult, error) {
+	results := make([]EnqueueResult, len(members))
+	todo := make([]int, 0, len(members))
+	seen := make(map[string]struct{}, len(members))
+	for i, m := range members {
+		results[i].Index = i
+		if err := m.Validate(); err != nil {
+			results[i].Err = err
+			continue
+		}
+		if _, ok := seen[m.OutRequestNo]; ok {
+			results[i].Duplicate = true
+			continue
+		}
+		seen[m.OutRequestNo] = struct{}{}
+		todo = append(todo, i)
+	}
+
+	var (
+		mu       sync.Mutex
+		firstErr error
+		next     int
+	)
+	// take hands out the next member to enqueue, or -1 once the batch is
+	// done or has failed.
+	take := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		if firstErr == nil && ctx.Err() != nil {
+			firstErr = ctx.Err()
+		}
+		if firstErr != nil || next == len(todo) {
+			return -1
+		}
+		next++
+		return todo[next-1]
+	}
+	var wg sync.WaitGroup
+	for range min(p.concurrency, len(todo)) {
+		wg.Go(func() {
+			for i := take(); i >= 0; i = take() {
+				dup, err := p.Enqueue(ctx, members[i], opts...)
+				results[i].Duplicate, results[i].Err = dup, err
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("member %d: %w", i, err)
+					}
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		for _, i := range todo[next:] {
+			results[i].Err = ErrNotAttempted
+		}
+	}
+	return results, firstErr
+}
