@@ -21,7 +21,7 @@ func main() {
 	run := func() error { return worker.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr) }
 	if demo.Requested(os.Args[1:]) {
 		// The demo needs no environment: it brings its own Redis and sandbox.
-		run = func() error { return demo.Run(ctx, os.Args[1:], os.Stdout, os.Stderr) }
+		run = func() error { return demo.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr) }
 	}
 	if err := run(); err != nil {
 		// Configuration errors come all at once, one a line.

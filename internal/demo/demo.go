@@ -52,14 +52,17 @@ const (
 
 // demoConfig is what the demo's flags set.
 type demoConfig struct {
-	dashboard   string
-	logLevel    string
-	concurrency int
+	dashboard    string
+	dashboardSet bool // --dashboard given: its address or nothing
+	logLevel     string
+	concurrency  int
 }
 
 // Run runs the demo until ctx is cancelled and returns nil; args are the
-// worker's (with --demo among them).
-func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// worker's (with --demo among them). getenv is read for the dashboard's
+// login only (DASHBOARD_USER, DASHBOARD_PASSWORD), needed when --dashboard
+// is not on loopback.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -118,17 +121,26 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	served := make(chan error, 1)
 	go func() { served <- worker.Serve(workerCtx, wcfg, log) }()
 
+	dash, stopDashboard, err := startDashboard(cfg, wcfg.Redis, getenv, log)
+	if err != nil {
+		stopWorker()
+		<-served
+		return err
+	}
+	defer stopDashboard()
+	fmt.Fprintf(stdout, "dashboard: http://%s/ (queue %q)\n", dash.Addr(), wcfg.Queue)
+
 	fmt.Fprintf(stdout, "enqueue: %d members of the built-in sample (%d new, %d already members, %d to be refused for good, %d invalid rows)\n",
 		s.valid+sampleInvalid, sampleNew, sampleMemberPrefix+sampleSeeded,
 		sampleNoTrade+sampleUnknownCard+sampleNoAuthCard+sampleCodeTaken, sampleInvalid)
 	var enqOut, enqErr bytes.Buffer
-	getenv := func(name string) string {
+	enqEnv := func(name string) string {
 		if name == "REDIS_URL" {
 			return redisURL
 		}
 		return ""
 	}
-	enqueuecmd.Run(ctx, []string{"file", "--format", "csv", "-"}, getenv, bytes.NewReader(s.csv), &enqOut, &enqErr)
+	enqueuecmd.Run(ctx, []string{"file", "--format", "csv", "-"}, enqEnv, bytes.NewReader(s.csv), &enqOut, &enqErr)
 	for _, line := range strings.Split(strings.TrimSpace(enqErr.String()+enqOut.String()), "\n") {
 		fmt.Fprintln(stdout, "  "+line)
 	}
@@ -187,6 +199,7 @@ func parseFlags(args []string, stderr io.Writer) (demoConfig, error) {
 	fs.SetOutput(stderr)
 	var cfg demoConfig
 	fs.Bool("demo", true, "run the demo (needs no Redis and no credentials)")
+	fs.StringVar(&cfg.dashboard, "dashboard", defaultDashboard, "serve the dashboard on HOST:PORT (a free loopback port when the default is taken; beyond loopback it needs DASHBOARD_USER and DASHBOARD_PASSWORD)")
 	fs.StringVar(&cfg.logLevel, "log-level", "", "also write the worker's JSON logs to stderr at this level (debug, info, warn, error)")
 	fs.IntVar(&cfg.concurrency, "concurrency", 4, "imports run at once")
 	if err := fs.Parse(args); err != nil {
@@ -195,6 +208,7 @@ func parseFlags(args []string, stderr io.Writer) (demoConfig, error) {
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	fs.Visit(func(f *flag.Flag) { cfg.dashboardSet = cfg.dashboardSet || f.Name == "dashboard" })
 	if cfg.concurrency < 1 {
 		return cfg, fmt.Errorf("--concurrency: must be at least 1, got %d", cfg.concurrency)
 	}

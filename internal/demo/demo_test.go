@@ -3,8 +3,10 @@ package demo_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,7 +86,8 @@ func TestDemoSmoke(t *testing.T) {
 	}
 	bin, err := buildWorker()
 	require.NoError(t, err)
-	cmd := exec.Command(bin, "--demo")
+	// A free port, so the test never meets another program on 8080.
+	cmd := exec.Command(bin, "--demo", "--dashboard", "127.0.0.1:0")
 	cmd.Env = cleanEnv()
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
@@ -107,6 +110,7 @@ func TestDemoSmoke(t *testing.T) {
 	// gets more.
 	deadline := time.After(90 * time.Second)
 	var last map[string]int
+	var dashboardURL string
 	for last["imported"] == 0 || last["archived"] == 0 {
 		select {
 		case line, ok := <-lines:
@@ -115,12 +119,34 @@ func TestDemoSmoke(t *testing.T) {
 			if s, ok := parseSummary(line); ok {
 				last = s
 			}
+			if v, ok := strings.CutPrefix(line, "dashboard: "); ok {
+				dashboardURL, _, _ = strings.Cut(v, " ")
+			}
 		case <-deadline:
 			t.Fatalf("no imported and archived members within 90s:\n%s\nstderr:\n%s", out.String(), stderr.String())
 		}
 	}
 	require.Contains(t, out.String(), "in memory only")
 	require.Contains(t, out.String(), "enqueued=298 duplicates=0 invalid=2")
+
+	// The dashboard shows what the summary said: asynqmon's own API.
+	require.True(t, strings.HasPrefix(dashboardURL, "http://127.0.0.1:"), "dashboard address: %q", dashboardURL)
+	res, err := http.Get(dashboardURL + "api/queues")
+	require.NoError(t, err)
+	var queues struct {
+		Queues []struct {
+			Queue     string `json:"queue"`
+			Completed int    `json:"completed"`
+			Archived  int    `json:"archived"`
+		} `json:"queues"`
+	}
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&queues))
+	res.Body.Close()
+	require.Len(t, queues.Queues, 1)
+	require.Equal(t, "membercard", queues.Queues[0].Queue)
+	require.GreaterOrEqual(t, queues.Queues[0].Completed, last["imported"]+last["already_member"])
+	require.GreaterOrEqual(t, queues.Queues[0].Archived, last["archived"])
+	require.Positive(t, queues.Queues[0].Archived)
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	stopDeadline := time.After(30 * time.Second)
@@ -150,7 +176,7 @@ func TestDemoOutcomesMatchTheSample(t *testing.T) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- demo.Run(ctx, []string{"--demo"}, pw, io.Discard)
+		done <- demo.Run(ctx, []string{"--demo", "--dashboard", "127.0.0.1:0"}, func(string) string { return "" }, pw, io.Discard)
 		pw.Close()
 	}()
 	var out strings.Builder

@@ -113,16 +113,44 @@ func TestComposeServices(t *testing.T) {
 
 func TestComposeWorkerEnvironmentIsWhatTheWorkerReads(t *testing.T) {
 	t.Parallel()
-	w := loadCompose(t).Services["worker"]
-	reads := readsOf(t, nil)
-	for name := range w.Environment {
-		require.True(t, reads[name], "docker-compose.yml sets %s on the worker, which the worker never reads", name)
+	c := loadCompose(t)
+	for name, s := range c.Services {
+		if s.Build == "" || len(s.Entrypoint) > 0 {
+			continue // not the worker program
+		}
+		t.Run(name, func(t *testing.T) {
+			reads := readsOf(t, s.Command)
+			for v := range s.Environment {
+				require.True(t, reads[v], "docker-compose.yml sets %s on %s, which the worker never reads", v, name)
+			}
+		})
 	}
+	w := c.Services["worker"]
 	for _, name := range []string{"REDIS_URL", "WECHATPAY_BASE_URL", "WECHATPAY_MCHID", "WECHATPAY_MCH_CERT_SERIAL",
 		"WECHATPAY_MCH_PRIVATE_KEY_FILE", "WECHATPAY_PUBLIC_KEY_ID", "WECHATPAY_PUBLIC_KEY_FILE",
 		"WECHATPAY_PLATFORM_CERT_FILE", "WECHATPAY_APIV3_KEY_FILE"} {
 		require.Contains(t, w.Environment, name, "the worker's %s must be settable from .env", name)
 	}
+}
+
+// TestComposeDashboard starts as compose would start it, given the login
+// .env must hold, and serves only what it reads.
+func TestComposeDashboard(t *testing.T) {
+	t.Parallel()
+	d, ok := loadCompose(t).Services["dashboard"]
+	require.True(t, ok, "docker-compose.yml has no dashboard service")
+	require.Contains(t, d.Ports, "127.0.0.1:8080:8080")
+	require.Equal(t, "service_healthy", d.DependsOn["redis"].Condition)
+	env := map[string]string{"DASHBOARD_USER": "ops", "DASHBOARD_PASSWORD": "secret"} // from .env
+	for name, v := range d.Environment {
+		if _, set := env[name]; !set {
+			env[name] = resolve(t, v)
+		}
+	}
+	cfg, err := config.LoadWorker(d.Command, func(name string) string { return env[name] }, io.Discard)
+	require.NoError(t, err)
+	require.True(t, cfg.DashboardOnly)
+	require.Equal(t, "0.0.0.0:8080", cfg.Dashboard)
 }
 
 // TestComposeWorkerDefaultsMatchTheSandbox runs the sandbox with the
