@@ -44,9 +44,12 @@ func Requested(args []string) bool {
 // Faults the demo's sandbox injects, so the summary shows retries at work.
 const (
 	demoTransientShare = 0.15                  // first attempts answered 500 SYSTEM_ERROR
-	demoRateLimit      = 50                    // requests a second before 429
+	demoRateLimit      = 50                    // requests a second before the sandbox answers 429
+	demoWorkerRate     = 45                    // WECHATPAY_RATE_LIMIT: the workers' shared limit, under the sandbox's
 	demoLatency        = 60 * time.Millisecond // per answer, about WeChat's
-	demoUnavailable    = 5                     // 503 SERVICE_UNAVAILABLE early on
+	demoUnavailable    = 12                    // 503 SERVICE_UNAVAILABLE in a row at the start: the circuit opens
+	demoBreakerAfter   = 10                    // 5xx in a row that open the circuit
+	demoProbeInterval  = time.Second           // probes while the circuit is open
 	demoLostAnswers    = 3                     // imported, but the answer is lost
 )
 
@@ -102,8 +105,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	sb.FailNext(demoUnavailable, http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE", "服务不可用 (demo outage)")
 	sb.LoseNextAnswers(demoLostAnswers)
-	fmt.Fprintf(stdout, "sandbox: %s (stats at %s/stats): %.0f%% of first attempts fail, %d requests/s before 429, %s latency, %d answers lost\n",
-		sb.URL, sb.URL, demoTransientShare*100, demoRateLimit, demoLatency, demoLostAnswers)
+	fmt.Fprintf(stdout, "sandbox: %s (stats at %s/stats): %d answers 503 at first, %.0f%% of first attempts fail, %d requests/s before 429, %s latency, %d answers lost\n",
+		sb.URL, sb.URL, demoUnavailable, demoTransientShare*100, demoRateLimit, demoLatency, demoLostAnswers)
+	fmt.Fprintf(stdout, "redis: %s (embedded; e.g. REDIS_URL=%s go run ./cmd/enqueue dead list)\n", redisURL, redisURL)
 
 	wcfg := config.Worker{
 		Redis:       asynq.RedisClientOpt{Addr: redis.Addr()},
@@ -115,6 +119,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ShutdownTimeout: 5 * time.Second,
 		LogLevel:        cfg.logLevel,
 		WeChat:          sb.ClientConfig(wechatpay.ModePublicKey),
+		Guard: config.Guard{
+			RateLimit:            demoWorkerRate,
+			BreakerFailures:      demoBreakerAfter,
+			BreakerProbeInterval: demoProbeInterval,
+		},
 	}
 	workerCtx, stopWorker := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWorker()
@@ -152,8 +161,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	err = watch(ctx, insp, wcfg.Queue, s.valid, start, live, served)
 
 	stopWorker()
-	if werr := <-served; werr != nil && err == nil {
-		err = werr
+	if err == nil {
+		// watch returns nil only when ctx ended; the worker is still to stop.
+		err = <-served
 	}
 	if c, cerr := count(insp, wcfg.Queue); cerr == nil {
 		live.println("demo: stopped after %s: %s", time.Since(start).Round(time.Second), c)
@@ -165,7 +175,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // watch redraws the summary every second until ctx ends, and says once
 // when every member has reached an end. A worker that stops on its own
-// (it cannot reach the embedded Redis) ends the demo with its error.
+// ends the demo with its error; watch then has taken it from served.
 func watch(ctx context.Context, insp *asynq.Inspector, queue string, total int, start time.Time, live *liveLine, served <-chan error) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()

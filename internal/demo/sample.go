@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math/rand/v2"
 
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 )
@@ -40,14 +41,9 @@ const (
 // tells the same story.
 func newSample() sample {
 	var s sample
-	var b bytes.Buffer
-	b.WriteString("card_id,openid,code,out_request_no\n")
-	n := 0
-	row := func(card, openid, code string) {
-		n++
-		fmt.Fprintf(&b, "%s,%s,%s,DEMO-20261128-%06d\n", card, openid, code, n)
-		s.valid++
-	}
+	type member struct{ card, openid, code string }
+	var rows []member
+	row := func(card, openid, code string) { rows = append(rows, member{card, openid, code}) }
 	for i := range sampleNew {
 		code := ""
 		if i%10 == 0 {
@@ -73,9 +69,20 @@ func newSample() sample {
 		row(wechatpaytest.CardIDPrefixNoAuth+"otherBrand", openID("oA", i), "")
 	}
 	for i := range sampleCodeTaken {
-		// The codes of the first new members, asked for by others.
+		// The codes of some new members, asked for by others: whichever
+		// comes second is refused.
 		row(demoCard, openID("oT", i), fmt.Sprintf("8800%08d", i*10))
 	}
+	// Mixed, as an export is, so that every kind of outcome shows from the
+	// first seconds; a fixed seed keeps the story the same every run.
+	rand.New(rand.NewPCG(2026, 1128)).Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
+	var b bytes.Buffer
+	b.WriteString("card_id,openid,code,out_request_no\n")
+	for i, r := range rows {
+		fmt.Fprintf(&b, "%s,%s,%s,DEMO-20261128-%06d\n", r.card, r.openid, r.code, i+1)
+	}
+	s.valid = len(rows)
+	n := len(rows)
 	// Two rows a real export might carry; enqueue names their line and
 	// field and goes on with the rest.
 	fmt.Fprintf(&b, "%s,,,DEMO-20261128-%06d\n", demoCard, n+1)
