@@ -1,7 +1,6 @@
 package dashboard
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -9,7 +8,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"time"
+
+	"github.com/cardimport/cardimport/internal/httpserve"
 )
 
 // CheckLogin applies the login rule to a dashboard address: a dashboard
@@ -28,7 +28,7 @@ func CheckLogin(addr, user, password string) error {
 	var errs []error
 	switch {
 	case user == "" && password == "":
-		if !IsLoopback(host) {
+		if !httpserve.IsLoopback(host) {
 			errs = append(errs,
 				errors.New("DASHBOARD_USER: required when --dashboard is not a loopback address"),
 				errors.New("DASHBOARD_PASSWORD: required when --dashboard is not a loopback address"))
@@ -42,36 +42,6 @@ func CheckLogin(addr, user, password string) error {
 		errs = append(errs, errors.New("DASHBOARD_USER: must not contain ':'"))
 	}
 	return errors.Join(errs...)
-}
-
-// IsLoopback reports whether a listening host is reachable from this
-// machine only: a loopback IP (127.0.0.0/8, ::1), "localhost", or a name
-// that resolves to loopback addresses only. An empty host, 0.0.0.0 and ::
-// listen on every interface and are not loopback; a name that does not
-// resolve is not either.
-func IsLoopback(host string) bool {
-	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
-	if ip := net.ParseIP(host); ip != nil {
-		return ip.IsLoopback()
-	}
-	if host == "" {
-		return false
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
-	if err != nil || len(addrs) == 0 {
-		return false
-	}
-	for _, a := range addrs {
-		if !a.IP.IsLoopback() {
-			return false
-		}
-	}
-	return true
 }
 
 // requireLogin lets through only requests with the configured basic login.

@@ -87,7 +87,7 @@ func FromFailure(taskID string, payload []byte, attempts int, err error, at time
 	default:
 		r.Reason = ReasonRetriesExhausted
 	}
-	r.Message = r.mask(payload, describe(err, werr))
+	r.Message = MaskPayloadOpenID(payload, describe(err, werr))
 	return r
 }
 
@@ -129,7 +129,7 @@ func FromArchived(info *asynq.TaskInfo) Record {
 	if msg == "" {
 		msg = "archived without an error (an operator's archive?)"
 	}
-	r.Message = r.mask(info.Payload, msg)
+	r.Message = MaskPayloadOpenID(info.Payload, msg)
 	return r
 }
 
@@ -148,15 +148,15 @@ func newRecord(taskID string, payload []byte, at time.Time) Record {
 	return r
 }
 
-// mask hides the payload's openid should a message ever carry it. WeChat's
-// messages are masked by internal/wechatpay already; this is the second
-// lock on the door, since records are shown to operators.
-func (r Record) mask(payload []byte, msg string) string {
+// MaskPayloadOpenID masks, in s, the openid of the import payload: a
+// task's last error is shown next to its payload, and must not show the
+// openid should an error ever quote it.
+func MaskPayloadOpenID(payload []byte, s string) string {
 	var p tasks.Payload
-	if json.Unmarshal(payload, &p) == nil && p.OpenID != "" {
-		msg = strings.ReplaceAll(msg, p.OpenID, logging.MaskOpenID(p.OpenID))
+	if json.Unmarshal(payload, &p) == nil {
+		s = logging.MaskOpenIDIn(s, p.OpenID)
 	}
-	return msg
+	return s
 }
 
 // wechatErrorText matches the text of a *wechatpay.Error inside a task's

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/cardimport/cardimport/tasks"
 )
@@ -20,7 +20,8 @@ const (
 	// the record's out_request_no (with dry run: would have been).
 	Replayed ReplayOutcome = "replayed"
 	// SkippedInFlight: a task with that out_request_no is already waiting,
-	// running or retrying, e.g. from an earlier replay; nothing was done.
+	// running or retrying, e.g. from an earlier or concurrent replay, or
+	// the dashboard's "run"; nothing was done.
 	SkippedInFlight ReplayOutcome = "in_flight"
 	// SkippedDone: the task has completed since it failed; the record,
 	// which its success should have removed, is removed now.
@@ -37,7 +38,8 @@ var ErrNotReplayable = errors.New("payload cannot be replayed")
 // fresh retry budget (opts set its options, as for NewImportTask; its
 // queue is always the store's). The archived asynq task, if asynq still
 // has it, is deleted first: asynq's own "run" would keep its spent budget.
-// The record stays, marked replayed, until the import succeeds. With
+// A task in any other state is left alone and the record skipped (never an
+// error), since someone put it back meanwhile. The record stays, marked replayed, until the import succeeds. With
 // dryRun nothing is changed and the outcome is what would happen.
 func (s *Store) Replay(ctx context.Context, r Record, dryRun bool, opts ...tasks.Option) (ReplayOutcome, error) {
 	p, err := tasks.DecodePayload(r.Payload)
@@ -55,33 +57,33 @@ func (s *Store) Replay(ctx context.Context, r Record, dryRun bool, opts ...tasks
 		return "", fmt.Errorf("%w: payload out_request_no differs from the task ID", ErrNotReplayable)
 	}
 
-	info, err := s.insp.GetTaskInfo(s.queue, r.OutRequestNo)
-	switch {
-	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
-		// Trimmed from asynq's archive, deleted on the dashboard, or its
-		// retention ran out: the store is the only copy.
-	case err != nil:
-		return "", fmt.Errorf("replay: task info: %w", err)
-	case info.State == asynq.TaskStateCompleted:
-		if !dryRun {
-			if err := s.Remove(ctx, r.OutRequestNo); err != nil {
-				return "", err
-			}
+	if dryRun {
+		return s.wouldReplay(r.OutRequestNo)
+	}
+	if s.beforeDelete != nil {
+		s.beforeDelete(r.OutRequestNo)
+	}
+	// Looking at the task and deleting it must be one step: between two
+	// round trips an operator's "run", or another replay, can put the task
+	// back, and asynq's DeleteTask would delete it whatever its state
+	// (a completed task with its card code included).
+	state, failures, err := s.deleteArchived(ctx, r.OutRequestNo)
+	if err != nil {
+		return "", err
+	}
+	switch state {
+	case "", "archived":
+		// Deleted now; or trimmed from asynq's archive, deleted on the
+		// dashboard, its retention run out: the store is the only copy.
+	case "completed":
+		if err := s.Remove(ctx, r.OutRequestNo); err != nil {
+			return "", err
 		}
 		return SkippedDone, nil
-	case info.State != asynq.TaskStateArchived:
+	default:
+		// pending, active, scheduled, retry: someone put it back first.
 		return SkippedInFlight, nil
-	case !dryRun:
-		if err := s.insp.DeleteTask(s.queue, r.OutRequestNo); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
-			return "", fmt.Errorf("replay: delete archived task: %w", err)
-		}
 	}
-	if dryRun {
-		return Replayed, nil
-	}
-	// Taken before the enqueue: a worker may fail the new task before
-	// the record is marked.
-	at := time.Now()
 	if _, err := s.cli.EnqueueContext(ctx, task); err != nil {
 		if errors.Is(err, asynq.ErrTaskIDConflict) {
 			// Another replay (or enqueue) got there first.
@@ -89,8 +91,69 @@ func (s *Store) Replay(ctx context.Context, r Record, dryRun bool, opts ...tasks
 		}
 		return "", fmt.Errorf("replay: enqueue: %w", err)
 	}
-	if err := s.markReplayed(ctx, r.OutRequestNo, at); err != nil {
+	if s.afterEnqueue != nil {
+		s.afterEnqueue(r.OutRequestNo)
+	}
+	if err := s.markReplayed(ctx, r.OutRequestNo, failures); err != nil {
 		return "", err
 	}
 	return Replayed, nil
+}
+
+// wouldReplay is Replay's dry run: what it would do now, changing nothing.
+func (s *Store) wouldReplay(outRequestNo string) (ReplayOutcome, error) {
+	info, err := s.insp.GetTaskInfo(s.queue, outRequestNo)
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+		return Replayed, nil
+	case err != nil:
+		return "", fmt.Errorf("replay: task info: %w", err)
+	case info.State == asynq.TaskStateCompleted:
+		return SkippedDone, nil
+	case info.State != asynq.TaskStateArchived:
+		return SkippedInFlight, nil
+	}
+	return Replayed, nil
+}
+
+// deleteArchivedScript deletes the asynq task KEYS[1] (ID ARGV[1]) only if
+// it is archived, as asynq's deleteTaskCmd (v0.26.0, internal/rdb) does for
+// an archived task: out of the archive's sorted set KEYS[2], its unique
+// lock if it still holds one, its hash. An archived task is in no group.
+// It returns the task's state ("" without a task) and the record KEYS[3]'s
+// failure count, read in the same step, for markReplayed.
+var deleteArchivedScript = redis.NewScript(`
+local failures = redis.call("HGET", KEYS[3], "failures") or "0"
+local state = redis.call("HGET", KEYS[1], "state")
+if not state then
+	return {"", failures}
+end
+if state ~= "archived" then
+	return {state, failures}
+end
+if redis.call("ZREM", KEYS[2], ARGV[1]) == 0 then
+	return redis.error_reply("task is not found in zset: " .. KEYS[2])
+end
+local unique_key = redis.call("HGET", KEYS[1], "unique_key")
+if unique_key and unique_key ~= "" and redis.call("GET", unique_key) == ARGV[1] then
+	redis.call("DEL", unique_key)
+end
+redis.call("DEL", KEYS[1])
+return {state, failures}
+`)
+
+// deleteArchived deletes the task of outRequestNo if asynq holds it
+// archived, and returns the state it found ("" for none) and the record's
+// failure count. The keys are asynq's layout (internal/base), which asynq
+// does not export.
+func (s *Store) deleteArchived(ctx context.Context, outRequestNo string) (state, failures string, err error) {
+	q := "asynq:{" + s.queue + "}:"
+	res, err := deleteArchivedScript.Run(ctx, s.rdb, []string{q + "t:" + outRequestNo, q + "archived", s.rec + outRequestNo}, outRequestNo).StringSlice()
+	if err != nil {
+		return "", "", fmt.Errorf("replay: delete archived task: %w", err)
+	}
+	if len(res) != 2 {
+		return "", "", fmt.Errorf("replay: delete archived task: unexpected reply %q", res)
+	}
+	return res[0], res[1], nil
 }

@@ -40,6 +40,12 @@ type Store struct {
 	rec   string // prefix of the record hashes
 	insp  *asynq.Inspector
 	cli   *asynq.Client
+
+	// beforeDelete and afterEnqueue, nil outside tests, run inside a
+	// replay's two windows (before it removes the archived task, after it
+	// enqueued the new one), so tests can land an operator's click or a
+	// worker's failure exactly there.
+	beforeDelete, afterEnqueue func(outRequestNo string)
 }
 
 // New returns the store of queue in the Redis opt points at. It does not
@@ -128,7 +134,9 @@ func (s *Store) Remove(ctx context.Context, outRequestNo string) error {
 }
 
 // recordScript upserts a record: the first failure time is kept, attempts
-// add up across replays, everything else is the latest failure's. With
+// add up across replays, everything else is the latest failure's. Every
+// write counts one more in "failures", the record's generation, which
+// tells a replay whether its task failed since (see markReplayed). With
 // ARGV[1] == "reconcile" it writes only when there is no record or the
 // record is a replay in flight, so that the sweep never counts a failure
 // the worker has already recorded.
@@ -141,6 +149,7 @@ if ARGV[1] == "reconcile" and redis.call("EXISTS", KEYS[1]) == 1 and redis.call(
 end
 redis.call("HSETNX", KEYS[1], "first_failed_at", ARGV[3])
 redis.call("HINCRBY", KEYS[1], "attempts", ARGV[5])
+redis.call("HINCRBY", KEYS[1], "failures", 1)
 local fields = {}
 for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call("HSET", KEYS[1], "last_failed_at", ARGV[4], "state", "dead", unpack(fields))
@@ -193,24 +202,32 @@ func (s *Store) record(ctx context.Context, mode string, r Record) (bool, error)
 
 // markReplayedScript notes a replay on a record that still exists: the
 // replayed import may already have succeeded and removed it, and a note
-// must not bring it back. A failure recorded since the replay began
-// (ARGV[1]) is the replay failing already: the record stays dead.
+// must not bring it back. A failure recorded since the replay read the
+// record's failure count (ARGV[1]) is the replay failing already: the
+// record stays dead. replayed_at is Redis's clock, the one every host
+// shares.
 var markReplayedScript = redis.NewScript(`
 if redis.call("EXISTS", KEYS[1]) == 0 then
 	return 0
 end
-if tonumber(redis.call("HGET", KEYS[1], "last_failed_at") or "0") < tonumber(ARGV[1]) then
+if (redis.call("HGET", KEYS[1], "failures") or "0") == ARGV[1] then
 	redis.call("HSET", KEYS[1], "state", "replayed")
 end
-redis.call("HSET", KEYS[1], "replayed_at", ARGV[1])
+local t = redis.call("TIME")
+redis.call("HSET", KEYS[1], "replayed_at", tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
 redis.call("HINCRBY", KEYS[1], "replays", 1)
 return 1
 `)
 
-// markReplayed notes that a record's task was put back at the time given;
-// the record stays until the import succeeds.
-func (s *Store) markReplayed(ctx context.Context, outRequestNo string, at time.Time) error {
-	if err := markReplayedScript.Run(ctx, s.rdb, []string{s.rec + outRequestNo}, at.UnixMilli()).Err(); err != nil {
+// markReplayed notes that a record's task was put back; the record stays
+// until the import succeeds. failures is the record's failure count read
+// before the task was enqueued. Comparing counts, not times, is what
+// makes "failed again since" exact: the worker that records a failure and
+// the host that replays have clocks of their own, and a skew of a second
+// would mark a replay that already failed as in flight (and the sweep
+// would then count its failure twice).
+func (s *Store) markReplayed(ctx context.Context, outRequestNo, failures string) error {
+	if err := markReplayedScript.Run(ctx, s.rdb, []string{s.rec + outRequestNo}, failures).Err(); err != nil {
 		return fmt.Errorf("dead letters: mark replayed: %w", err)
 	}
 	return nil

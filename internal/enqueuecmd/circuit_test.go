@@ -40,4 +40,14 @@ func TestCircuit(t *testing.T) {
 	got = b.run(t, nil, "circuit")
 	require.Equal(t, 0, got.code, got.stderr)
 	require.Regexp(t, `^circuit=open since=\S+Z next_probe=\S+ failures=1 rate_factor=1.00 cause="wechat pay rejects our signature \(401 SIGN_ERROR\)" hint="check WECHATPAY_MCH_PRIVATE_KEY_FILE [^"]+"\n$`, got.stdout)
+
+	// `enqueue status` of an import still waiting says why it waits.
+	got = b.run(t, nil, "one", "--card-id", "pLcard0001", "--openid", "oUser0000000002", "--out-request-no", "order-2")
+	require.Equal(t, 0, got.code, got.stderr)
+	got = b.run(t, nil, "status", "order-2")
+	require.Equal(t, 0, got.code, got.stderr)
+	require.Regexp(t, `(?m)^circuit +open since \S+Z: wechat pay rejects our signature \(401 SIGN_ERROR\); imports wait without spending retries \(check WECHATPAY_MCH_PRIVATE_KEY_FILE`, got.stdout)
+	got = b.run(t, nil, "status", "--json", "order-2")
+	require.Equal(t, 0, got.code, got.stderr)
+	require.Contains(t, got.stdout, `"circuit":{"open":true,"cause":"wechat pay rejects our signature (401 SIGN_ERROR)"`)
 }

@@ -34,6 +34,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	addr := fs.String("addr", intake.DefaultAddr, "`host:port` to listen on")
 	maxBody := fs.Int64("max-body-bytes", intake.DefaultMaxBodyBytes, "largest request body, in `bytes`")
 	maxMembers := fs.Int("max-members", intake.DefaultMaxMembers, "most members in one request")
+	maxInFlight := fs.Int("max-in-flight", intake.DefaultMaxInFlight, "most requests handled at once; more are answered 503 with Retry-After")
 	concurrency := fs.Int("concurrency", defaultConcurrency, "`number` of enqueues in flight per request")
 	shutdown := fs.Duration("shutdown-timeout", intake.DefaultShutdownTimeout, "time in-flight requests get to finish on SIGTERM")
 	logLevel := fs.String("log-level", "info", "`level` of the logs: debug, info, warn, error")
@@ -50,6 +51,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	}{
 		{"--max-body-bytes", *maxBody < 1},
 		{"--max-members", *maxMembers < 1},
+		{"--max-in-flight", *maxInFlight < 1},
 		{"--concurrency", *concurrency < 1},
 		{"--shutdown-timeout", *shutdown <= 0},
 	} {
@@ -85,6 +87,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		Token:           c.getenv("INTAKE_TOKEN"),
 		MaxBodyBytes:    *maxBody,
 		MaxMembers:      *maxMembers,
+		MaxInFlight:     *maxInFlight,
 		ShutdownTimeout: *shutdown,
 		Producer:        producer,
 		Logger:          log,

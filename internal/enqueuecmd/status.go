@@ -5,14 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/cardimport/cardimport/internal/deadletter"
-	"github.com/cardimport/cardimport/internal/logging"
+	"github.com/cardimport/cardimport/internal/guard"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -47,8 +47,9 @@ type statusReport struct {
 	CompletedAt   time.Time `json:"completed_at,omitzero"`
 	// DeadLetter is the import's dead letter, when it has one.
 	DeadLetter *deadletter.Record `json:"dead_letter,omitempty"`
-	// The WeChat circuit breaker's state (issue 5) belongs here, as a
-	// "circuit" field, once the breaker exists.
+	// Circuit is the state of the breaker the workers of the queue share:
+	// while it is open, an import that is not finished waits for it.
+	Circuit *guard.State `json:"circuit,omitempty"`
 }
 
 func runStatus(ctx context.Context, c *cli, args []string) int {
@@ -86,6 +87,15 @@ func runStatus(ctx context.Context, c *cli, args []string) int {
 	if err != nil {
 		c.errorf("status: out_request_no=%s: %v", no, err)
 		return exitFailure
+	}
+	if rdb, ok := connOpt.MakeRedisClient().(redis.UniversalClient); ok {
+		defer rdb.Close()
+		circuit, err := guard.ReadState(ctx, rdb, rf.queue)
+		if err != nil {
+			c.errorf("status: circuit: %v", err)
+			return exitFailure
+		}
+		rep.Circuit = &circuit
 	}
 	if *asJSON {
 		if err := json.NewEncoder(c.stdout).Encode(rep); err != nil {
@@ -133,7 +143,7 @@ func status(ctx context.Context, insp *asynq.Inspector, store *deadletter.Store,
 		attempts++
 	}
 	rep.Attempts, rep.Retried, rep.RetryBudget = &attempts, &info.Retried, &budget
-	rep.LastError = maskPayloadOpenID(info.Payload, info.LastErr)
+	rep.LastError = deadletter.MaskPayloadOpenID(info.Payload, info.LastErr)
 	rep.LastFailedAt = info.LastFailedAt
 	if info.State != asynq.TaskStateCompleted && info.State != asynq.TaskStateArchived {
 		rep.NextAttemptAt = info.NextProcessAt
@@ -145,17 +155,6 @@ func status(ctx context.Context, insp *asynq.Inspector, store *deadletter.Store,
 		}
 	}
 	return rep, nil
-}
-
-// maskPayloadOpenID hides the task's openid should an error ever carry it.
-// The handler's errors do not (internal/wechatpay masks WeChat's
-// messages); this guards the operator's screen all the same.
-func maskPayloadOpenID(payload []byte, s string) string {
-	var p tasks.Payload
-	if json.Unmarshal(payload, &p) == nil && p.OpenID != "" {
-		s = strings.ReplaceAll(s, p.OpenID, logging.MaskOpenID(p.OpenID))
-	}
-	return s
 }
 
 func (rep statusReport) print(c *cli) {
@@ -185,6 +184,10 @@ func (rep statusReport) print(c *cli) {
 	line("outcome", rep.Outcome)
 	line("code", rep.Code)
 	line("completed_at", stamp(rep.CompletedAt))
+	if rep.Circuit != nil && rep.Circuit.Open && rep.Outcome == "" {
+		line("circuit", fmt.Sprintf("open since %s: %s; imports wait without spending retries (%s)",
+			stamp(rep.Circuit.Since), rep.Circuit.Cause, rep.Circuit.Hint))
+	}
 	if d := rep.DeadLetter; d != nil {
 		reason := string(d.Reason)
 		if d.HTTPStatus != 0 {

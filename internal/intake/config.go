@@ -20,6 +20,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/cardimport/cardimport/internal/httpserve"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -34,6 +35,13 @@ const (
 	// DefaultMaxMembers bounds the members of one request, so one request
 	// holds Redis for seconds, not minutes, and its answer stays small.
 	DefaultMaxMembers = 10_000
+	// DefaultMaxInFlight bounds the batches handled at once. Each holds
+	// its body and decoded members in memory (up to MaxBodyBytes and
+	// then some), so the intake's memory is bounded by about
+	// DefaultMaxInFlight × 3 × MaxBodyBytes whatever its callers do; a
+	// batch over the bound is answered 503 with Retry-After. Four keep
+	// Redis busy: each batch already enqueues many members at once.
+	DefaultMaxInFlight = 4
 	// DefaultShutdownTimeout is how long in-flight requests get to finish
 	// once the server is asked to stop.
 	DefaultShutdownTimeout = 10 * time.Second
@@ -53,6 +61,10 @@ type Config struct {
 	// MaxMembers bounds the members of one request; more are refused with
 	// 413. Defaults to DefaultMaxMembers.
 	MaxMembers int
+	// MaxInFlight bounds the requests to /v1/imports handled at once;
+	// more are answered 503 with Retry-After. Defaults to
+	// DefaultMaxInFlight.
+	MaxInFlight int
 	// ShutdownTimeout bounds how long Serve waits for in-flight requests
 	// once its context is cancelled. Defaults to DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
@@ -73,6 +85,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxMembers == 0 {
 		c.MaxMembers = DefaultMaxMembers
 	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
@@ -91,43 +106,20 @@ func (c Config) validate(ctx context.Context) error {
 		return fmt.Errorf("max body bytes: must be positive, got %d", c.MaxBodyBytes)
 	case c.MaxMembers < 0:
 		return fmt.Errorf("max members: must be positive, got %d", c.MaxMembers)
+	case c.MaxInFlight < 0:
+		return fmt.Errorf("max in flight: must be positive, got %d", c.MaxInFlight)
 	case c.ShutdownTimeout < 0:
 		return fmt.Errorf("shutdown timeout: must not be negative, got %s", c.ShutdownTimeout)
 	}
 	if c.Token != "" {
 		return nil
 	}
-	loopback, err := isLoopback(ctx, c.Addr)
+	host, _, err := net.SplitHostPort(c.Addr)
 	if err != nil {
-		return err
+		return fmt.Errorf("addr: %w", err)
 	}
-	if !loopback {
+	if !httpserve.IsLoopback(host) {
 		return ErrNoToken
 	}
 	return nil
-}
-
-// isLoopback says whether every address host:port names is a loopback
-// address. An empty host means every interface, which is not.
-func isLoopback(ctx context.Context, addr string) (bool, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false, fmt.Errorf("addr: %w", err)
-	}
-	if host == "" {
-		return false, nil
-	}
-	if ip := net.ParseIP(host); ip != nil {
-		return ip.IsLoopback(), nil
-	}
-	ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
-	if err != nil {
-		return false, fmt.Errorf("addr: %w", err)
-	}
-	for _, ip := range ips {
-		if !ip.IP.IsLoopback() {
-			return false, nil
-		}
-	}
-	return len(ips) > 0, nil
 }

@@ -63,6 +63,16 @@ func (s *Server) imports(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, errorResponse{Error: "missing or wrong bearer token (Authorization: Bearer $INTAKE_TOKEN)"})
 		return
 	}
+	// A slot is taken before the body is read: the body is what costs
+	// memory.
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, errorResponse{Error: fmt.Sprintf("%d batches are being handled already; send this one again in a second", s.cfg.MaxInFlight)})
+		return
+	}
 	members, err := s.decode(w, r)
 	if err != nil {
 		var re *requestError

@@ -496,3 +496,48 @@ func FuzzImports(f *testing.F) {
 		}
 	})
 }
+
+func TestImportsInFlightBound(t *testing.T) {
+	// Batches beyond MaxInFlight are turned away before their body is
+	// read, so the intake's memory stays bounded; the one in flight is
+	// not disturbed, and the next after it is taken.
+	t.Parallel()
+	b := setup(t, intake.Config{Token: token, MaxInFlight: 1})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(b.url, "http://"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	require.NoError(t, conn.SetDeadline(time.Now().Add(60*time.Second)))
+	body := "[" + jsonOf(m(1)) + "]"
+	_, err = fmt.Fprintf(conn, "POST /v1/imports HTTP/1.1\r\nHost: intake\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: application/json\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", token, len(body))
+	require.NoError(t, err)
+	br := bufio.NewReader(conn)
+	status, err := br.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "HTTP/1.1 100 Continue\r\n", status, "the first batch holds the only slot")
+	_, err = br.ReadString('\n')
+	require.NoError(t, err)
+
+	req, err := http.NewRequest(http.MethodPost, b.url+"/v1/imports", strings.NewReader("["+jsonOf(m(2))+"]"))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	answer, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, res.StatusCode, "%s", answer)
+	require.Equal(t, "1", res.Header.Get("Retry-After"))
+	require.Contains(t, string(answer), "1 batches are being handled already")
+
+	_, err = io.WriteString(conn, body)
+	require.NoError(t, err)
+	first, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	first.Body.Close()
+	require.Equal(t, http.StatusOK, first.StatusCode)
+
+	code, got := b.post(t, "["+jsonOf(m(2))+"]", map[string]string{"Authorization": "Bearer " + token})
+	require.Equal(t, http.StatusOK, code, "the slot is free again: %v", got)
+	require.Equal(t, 1.0, got["enqueued"])
+	require.Len(t, b.pending(t), 2)
+}

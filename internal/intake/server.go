@@ -19,6 +19,8 @@ type Server struct {
 	cfg       Config
 	tokenHash [sha256.Size]byte
 	handler   http.Handler
+	// slots holds one token per batch being handled (MaxInFlight).
+	slots chan struct{}
 }
 
 // New checks cfg and returns a Server. It refuses a server without a token
@@ -28,7 +30,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := cfg.validate(ctx); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, tokenHash: sha256.Sum256([]byte(cfg.Token))}
+	s := &Server{cfg: cfg, tokenHash: sha256.Sum256([]byte(cfg.Token)), slots: make(chan struct{}, cfg.MaxInFlight)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/imports", s.imports)
 	mux.HandleFunc("GET /healthz", s.health)

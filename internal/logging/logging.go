@@ -46,3 +46,12 @@ func MaskOpenID(openid string) string {
 	r := []rune(openid)
 	return string(r[:4]) + "****" + string(r[n-4:])
 }
+
+// MaskOpenIDIn masks every occurrence of openid in s, for texts that
+// may quote it: WeChat's error messages, a task's last error.
+func MaskOpenIDIn(s, openid string) string {
+	if openid == "" || !strings.Contains(s, openid) {
+		return s
+	}
+	return strings.ReplaceAll(s, openid, MaskOpenID(openid))
+}

@@ -35,3 +35,20 @@ func ExampleMaskOpenID() {
 	fmt.Println(logging.MaskOpenID("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"))
 	// Output: oUpF****eS6o
 }
+
+func TestMaskOpenIDIn(t *testing.T) {
+	t.Parallel()
+	const openid = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
+	tests := []struct {
+		name, s, openid, want string
+	}{
+		{name: "every occurrence", s: "openid " + openid + " is not bound; " + openid, openid: openid, want: "openid oUpF****eS6o is not bound; oUpF****eS6o"},
+		{name: "absent", s: "no such card", openid: openid, want: "no such card"},
+		{name: "no openid to mask", s: "text", openid: "", want: "text"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.want, logging.MaskOpenIDIn(tt.s, tt.openid))
+		})
+	}
+}

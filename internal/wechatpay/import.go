@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/wechatpay-apiv3/wechatpay-go/core"
 
@@ -92,7 +91,7 @@ func classify(ctx context.Context, res *core.APIResult, err error, openid string
 		e := &Error{
 			StatusCode: apiErr.StatusCode,
 			Code:       apiErr.Code,
-			Message:    maskIn(apiErr.Message, openid),
+			Message:    logging.MaskOpenIDIn(apiErr.Message, openid),
 			RequestID:  apiErr.Header.Get("Request-ID"),
 			Field:      detailField(apiErr.Detail),
 		}
@@ -102,7 +101,7 @@ func classify(ctx context.Context, res *core.APIResult, err error, openid string
 		}
 		return e
 	}
-	e := &Error{Kind: KindTransient, Err: errors.New(maskIn(err.Error(), openid))}
+	e := &Error{Kind: KindTransient, Err: errors.New(logging.MaskOpenIDIn(err.Error(), openid))}
 	if res != nil && res.Response != nil {
 		e.StatusCode = res.Response.StatusCode
 		e.RequestID = res.Response.Header.Get("Request-ID")
@@ -134,12 +133,4 @@ func detailField(detail any) string {
 		}
 	}
 	return ""
-}
-
-// maskIn hides the openid wherever it appears in s.
-func maskIn(s, openid string) string {
-	if openid == "" || !strings.Contains(s, openid) {
-		return s
-	}
-	return strings.ReplaceAll(s, openid, logging.MaskOpenID(openid))
 }
