@@ -65,6 +65,9 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 	baseURL := fs.String("wechatpay-base-url", env("WECHATPAY_BASE_URL"), "WeChat Pay API base URL (env WECHATPAY_BASE_URL)")
 	guardFlags := registerGuard(fs, env)
 	httpFlags := bindHTTP(fs, env)
+	// cmd/worker hands --demo to internal/demo before reading any
+	// configuration; declared here so that -h lists it.
+	fs.Bool("demo", false, "run the demo instead: embedded Redis, WeChat Pay sandbox and sample members; needs nothing set")
 	if err := fs.Parse(args); err != nil {
 		return Worker{}, err
 	}

@@ -1,0 +1,210 @@
+package demo_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cardimport/cardimport/internal/demo"
+)
+
+// binDir holds the worker binary the smoke test builds; TestMain removes
+// it.
+var binDir string
+
+func TestMain(m *testing.M) {
+	var err error
+	if binDir, err = os.MkdirTemp("", "demo-bin"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(binDir)
+	os.Exit(code)
+}
+
+var buildWorker = sync.OnceValues(func() (string, error) {
+	bin := filepath.Join(binDir, "worker")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/cardimport/cardimport/cmd/worker").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// cleanEnv is the test's environment without anything that configures a
+// worker: the demo must need none of it.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if name == "REDIS_URL" || name == "QUEUE" || strings.HasPrefix(name, "WECHATPAY_") || strings.HasPrefix(name, "DASHBOARD_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
+var summaryField = regexp.MustCompile(`(\w+)=(\d+)`)
+
+// parseSummary reads a "demo: imported=N …" line.
+func parseSummary(line string) (map[string]int, bool) {
+	rest, ok := strings.CutPrefix(line, "demo: imported=")
+	if !ok {
+		return nil, false
+	}
+	got := map[string]int{}
+	for _, m := range summaryField.FindAllStringSubmatch("imported="+rest, -1) {
+		got[m[1]], _ = strconv.Atoi(m[2])
+	}
+	return got, true
+}
+
+// TestDemoSmoke runs `worker --demo` as a newcomer would, with no Redis and
+// no credentials configured, waits until its summary shows members
+// imported and refusals archived, then stops it with SIGTERM.
+func TestDemoSmoke(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("starts the demo process")
+	}
+	bin, err := buildWorker()
+	require.NoError(t, err)
+	// A free port, so the test never meets another program on 8080.
+	cmd := exec.Command(bin, "--demo", "--dashboard", "127.0.0.1:0")
+	cmd.Env = cleanEnv()
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	lines := make(chan string, 64)
+	var out strings.Builder
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+
+	// 20 s is the promise to a newcomer; a loaded CI machine under -race
+	// gets more.
+	deadline := time.After(90 * time.Second)
+	var last map[string]int
+	var dashboardURL string
+	for last["imported"] == 0 || last["archived"] == 0 {
+		select {
+		case line, ok := <-lines:
+			require.True(t, ok, "demo ended early:\n%s\nstderr:\n%s", out.String(), stderr.String())
+			out.WriteString(line + "\n")
+			if s, ok := parseSummary(line); ok {
+				last = s
+			}
+			if v, ok := strings.CutPrefix(line, "dashboard: "); ok {
+				dashboardURL, _, _ = strings.Cut(v, " ")
+			}
+		case <-deadline:
+			t.Fatalf("no imported and archived members within 90s:\n%s\nstderr:\n%s", out.String(), stderr.String())
+		}
+	}
+	require.Contains(t, out.String(), "in memory only")
+	require.Contains(t, out.String(), "enqueued=298 duplicates=0 invalid=2")
+
+	// The dashboard shows what the summary said: asynqmon's own API.
+	require.True(t, strings.HasPrefix(dashboardURL, "http://127.0.0.1:"), "dashboard address: %q", dashboardURL)
+	res, err := http.Get(dashboardURL + "api/queues")
+	require.NoError(t, err)
+	var queues struct {
+		Queues []struct {
+			Queue     string `json:"queue"`
+			Completed int    `json:"completed"`
+			Archived  int    `json:"archived"`
+		} `json:"queues"`
+	}
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&queues))
+	res.Body.Close()
+	require.Len(t, queues.Queues, 1)
+	require.Equal(t, "membercard", queues.Queues[0].Queue)
+	require.GreaterOrEqual(t, queues.Queues[0].Completed, last["imported"]+last["already_member"])
+	require.GreaterOrEqual(t, queues.Queues[0].Archived, last["archived"])
+	require.Positive(t, queues.Queues[0].Archived)
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	stopDeadline := time.After(30 * time.Second)
+	for open := true; open; {
+		select {
+		case line, ok := <-lines:
+			open = ok
+			out.WriteString(line + "\n")
+		case <-stopDeadline:
+			t.Fatalf("demo did not stop within 30s of SIGTERM:\n%s", out.String())
+		}
+	}
+	// Standard output is closed: the process has exited.
+	require.NoError(t, cmd.Wait(), "demo exit after SIGTERM:\n%s\nstderr:\n%s", out.String(), stderr.String())
+	require.Contains(t, out.String(), "demo: stopped after")
+}
+
+// TestDemoOutcomesMatchTheSample runs the demo in the test's process until
+// every member reached an end: the sample's make-up, through faults,
+// rate limits and lost answers, ends exactly as the banner announced.
+func TestDemoOutcomesMatchTheSample(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("runs the whole demo")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- demo.Run(ctx, []string{"--demo", "--dashboard", "127.0.0.1:0"}, func(string) string { return "" }, pw, io.Discard)
+		pw.Close()
+	}()
+	var out strings.Builder
+	final := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			out.WriteString(sc.Text() + "\n")
+			if strings.HasPrefix(sc.Text(), "demo: all ") {
+				final <- sc.Text()
+			}
+		}
+		close(final)
+	}()
+	var line string
+	select {
+	case line = <-final:
+	case <-time.After(120 * time.Second):
+		t.Fatal("not every member reached an end within 120s")
+	}
+	cancel()
+	require.NoError(t, <-done)
+	for range final { // drain until the pipe closes
+	}
+	require.Contains(t, line, "demo: all 298 members reached an end")
+	got, ok := parseSummary("demo: " + line[strings.Index(line, "imported="):])
+	require.True(t, ok, line)
+	require.Equal(t, map[string]int{"imported": 250, "already_member": 20, "retrying": 0, "archived": 28, "waiting": 0, "running": 0}, got)
+	require.Contains(t, out.String(), "sandbox: requests=")
+	require.Regexp(t, `imports=250 replays=\d+`, out.String(), "no member imported twice")
+}
