@@ -4,48 +4,24 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/cardimport/cardimport/internal/buildtest"
 	"github.com/cardimport/cardimport/internal/demo"
 )
 
-// binDir holds the worker binary the smoke test builds; TestMain removes
-// it.
-var binDir string
-
-func TestMain(m *testing.M) {
-	var err error
-	if binDir, err = os.MkdirTemp("", "demo-bin"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(binDir)
-	os.Exit(code)
-}
-
-var buildWorker = sync.OnceValues(func() (string, error) {
-	bin := filepath.Join(binDir, "worker")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/cardimport/cardimport/cmd/worker").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
+func TestMain(m *testing.M) { os.Exit(buildtest.Main(m)) }
 
 // cleanEnv is the test's environment without anything that configures a
 // worker: the demo must need none of it.
@@ -84,7 +60,7 @@ func TestDemoSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the demo process")
 	}
-	bin, err := buildWorker()
+	bin, err := buildtest.Command("worker")
 	require.NoError(t, err)
 	// A free port, so the test never meets another program on 8080.
 	cmd := exec.Command(bin, "--demo", "--dashboard", "127.0.0.1:0")

@@ -29,31 +29,11 @@ import (
 	"github.com/wechatpay-apiv3/wechatpay-go/core/option"
 	"github.com/wechatpay-apiv3/wechatpay-go/utils"
 
+	"github.com/cardimport/cardimport/internal/buildtest"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 )
 
-// binDir holds the sandbox binary the tests build; TestMain removes it.
-var binDir string
-
-func TestMain(m *testing.M) {
-	var err error
-	if binDir, err = os.MkdirTemp("", "sandbox-bin"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(binDir)
-	os.Exit(code)
-}
-
-var buildSandbox = sync.OnceValues(func() (string, error) {
-	bin := filepath.Join(binDir, "wechatpay-sandbox")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/cardimport/cardimport/cmd/wechatpay-sandbox").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
+func TestMain(m *testing.M) { os.Exit(buildtest.Main(m)) }
 
 // testCard is the card id of WeChat's own examples.
 const testCard = "pbLatjvWOibDc5-TBnbUk1pD12o0"
@@ -76,7 +56,7 @@ func startSandbox(t *testing.T, dir string, args ...string) *sandboxProc {
 	if testing.Short() {
 		t.Skip("starts sandbox processes")
 	}
-	bin, err := buildSandbox()
+	bin, err := buildtest.Command("wechatpay-sandbox")
 	require.NoError(t, err)
 	cmd := exec.Command(bin, append([]string{"--addr", "127.0.0.1:0", "--dir", dir}, args...)...)
 	stdout, err := cmd.StdoutPipe()

@@ -16,6 +16,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cardimport/cardimport/internal/buildtest"
 	"github.com/cardimport/cardimport/internal/deadletter"
 	"github.com/cardimport/cardimport/internal/logging"
 	"github.com/cardimport/cardimport/internal/logtest"
@@ -400,7 +401,7 @@ func TestDashboardOnly(t *testing.T) {
 func TestOpenDashboardWithoutLoginExitsOne(t *testing.T) {
 	t.Parallel()
 	b := setupProcess(t)
-	bin, err := buildWorker()
+	bin, err := buildtest.Command("worker")
 	require.NoError(t, err)
 	cmd := exec.Command(bin, "--dashboard", "0.0.0.0:0")
 	cmd.Env = b.env

@@ -3,12 +3,9 @@ package worker_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,35 +14,14 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cardimport/cardimport/internal/buildtest"
 	"github.com/cardimport/cardimport/internal/logtest"
 	"github.com/cardimport/cardimport/internal/redistest"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/tasks"
 )
 
-// binDir holds the worker binary the process tests build; TestMain
-// removes it.
-var binDir string
-
-func TestMain(m *testing.M) {
-	var err error
-	if binDir, err = os.MkdirTemp("", "worker-bin"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(binDir)
-	os.Exit(code)
-}
-
-var buildWorker = sync.OnceValues(func() (string, error) {
-	bin := filepath.Join(binDir, "worker")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/cardimport/cardimport/cmd/worker").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
+func TestMain(m *testing.M) { os.Exit(buildtest.Main(m)) }
 
 // procBundle is a queue, an emulator and the environment a worker process
 // needs to import from one into the other.
@@ -83,7 +59,7 @@ func setupProcess(t *testing.T, opts ...wechatpaytest.Option) *procBundle {
 // start runs a worker process; its output goes to the returned buffer.
 func (b *procBundle) start(t *testing.T) (*exec.Cmd, *logtest.Buffer) {
 	t.Helper()
-	bin, err := buildWorker()
+	bin, err := buildtest.Command("worker")
 	require.NoError(t, err)
 	out := &logtest.Buffer{}
 	cmd := exec.Command(bin, "--concurrency", "2")
@@ -177,7 +153,7 @@ func TestSIGTERMFinishesInFlightAndExitsZero(t *testing.T) {
 func TestConfigErrorExitsOne(t *testing.T) {
 	t.Parallel()
 	b := setupProcess(t)
-	bin, err := buildWorker()
+	bin, err := buildtest.Command("worker")
 	require.NoError(t, err)
 	cmd := exec.Command(bin)
 	cmd.Env = append(b.env, "WECHATPAY_MCH_PRIVATE_KEY_FILE=/nonexistent/apiclient_key.pem", "RETRY_MIN_DELAY=soon")

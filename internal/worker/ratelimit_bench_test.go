@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/cardimport/cardimport/internal/buildtest"
 	"github.com/cardimport/cardimport/internal/guard"
 	"github.com/cardimport/cardimport/internal/logtest"
 	"github.com/cardimport/cardimport/internal/redistest"
@@ -53,7 +54,7 @@ type rateRun struct {
 // calls in any second, and waits until the queue is drained.
 func runRateLimited(b testing.TB, rate, n int) rateRun {
 	b.Helper()
-	bin, err := buildWorker()
+	bin, err := buildtest.Command("worker")
 	if err != nil {
 		b.Fatal(err)
 	}
