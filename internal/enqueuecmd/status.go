@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/cardimport/cardimport/internal/deadletter"
 	"github.com/cardimport/cardimport/internal/guard"
+	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -88,7 +88,7 @@ func runStatus(ctx context.Context, c *cli, args []string) int {
 		c.errorf("status: out_request_no=%s: %v", no, err)
 		return exitFailure
 	}
-	if rdb, ok := connOpt.MakeRedisClient().(redis.UniversalClient); ok {
+	if rdb, err := redisconn.Client(connOpt); err == nil {
 		defer rdb.Close()
 		circuit, err := guard.ReadState(ctx, rdb, rf.queue)
 		if err != nil {

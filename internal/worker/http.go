@@ -6,7 +6,6 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/cardimport/cardimport/internal/config"
@@ -15,6 +14,7 @@ import (
 	"github.com/cardimport/cardimport/internal/guard"
 	"github.com/cardimport/cardimport/internal/httpserve"
 	"github.com/cardimport/cardimport/internal/metrics"
+	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -46,9 +46,9 @@ func startSide(cfg config.Worker, log zerolog.Logger) (_ *sideServers, err error
 		s.closers = append(s.closers, dead.Close)
 		// The breaker's state is the fleet's, read from Redis at each
 		// scrape like the dead-letter count.
-		rdb, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
-		if !ok {
-			return nil, fmt.Errorf("metrics: unsupported redis connection %T", cfg.Redis)
+		rdb, err := redisconn.Client(cfg.Redis)
+		if err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
 		}
 		s.closers = append(s.closers, rdb.Close)
 		s.metrics, err = metrics.New(metrics.Config{
