@@ -37,20 +37,19 @@ func startSide(cfg config.Worker, log zerolog.Logger) (_ *sideServers, err error
 		}
 	}()
 	if cfg.Metrics != "" {
-		// The gauge reads the store at each scrape, so it is right in a
-		// --dashboard-only process too, where no worker writes.
-		dead, err := deadletter.New(cfg.Redis, cfg.Queue)
-		if err != nil {
-			return nil, err
-		}
-		s.closers = append(s.closers, dead.Close)
-		// The breaker's state is the fleet's, read from Redis at each
-		// scrape like the dead-letter count.
+		// The dead-letter count and the breaker's state are the fleet's,
+		// read from Redis at each scrape (so they are right in a
+		// --dashboard-only process too, where no worker writes), on one
+		// connection pool.
 		rdb, err := redisconn.Client(cfg.Redis)
 		if err != nil {
 			return nil, fmt.Errorf("metrics: %w", err)
 		}
 		s.closers = append(s.closers, rdb.Close)
+		dead, err := deadletter.NewFromRedisClient(rdb, cfg.Queue)
+		if err != nil {
+			return nil, err
+		}
 		s.metrics, err = metrics.New(metrics.Config{
 			Redis:       cfg.Redis,
 			Queue:       cfg.Queue,
