@@ -5,7 +5,6 @@
 package dashboard
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,17 +12,14 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
-	"github.com/rs/zerolog"
-
-	"github.com/cardimport/cardimport/internal/httpserve"
 )
 
 // Config configures the dashboard.
 type Config struct {
 	// Redis is the queue's Redis. Required.
 	Redis asynq.RedisConnOpt
-	// Addr is HOST:PORT to listen on (--dashboard). Required by Serve; New
-	// uses it only to decide whether a login is required.
+	// Addr is HOST:PORT the dashboard listens on (--dashboard). New uses
+	// it only to decide whether a login is required; the caller listens.
 	Addr string
 	// User and Password are the HTTP basic login (DASHBOARD_USER,
 	// DASHBOARD_PASSWORD). Required when Addr is not a loopback address;
@@ -93,20 +89,6 @@ func New(cfg Config) (*Handler, error) {
 		h = requireLogin(cfg.User, cfg.Password, realm, h)
 	}
 	return &Handler{Handler: h, mon: mon}, nil
-}
-
-// Serve serves the dashboard on cfg.Addr until ctx is cancelled, then shuts
-// down gracefully. It is the whole of `worker --dashboard-only`.
-func Serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
-	if cfg.Addr == "" {
-		return errors.New("--dashboard: HOST:PORT is required")
-	}
-	h, err := New(cfg)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	return httpserve.Run(ctx, "dashboard", "--dashboard", cfg.Addr, h, log)
 }
 
 // headers keeps browsers and proxies from caching API answers, which show

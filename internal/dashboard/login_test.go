@@ -1,14 +1,12 @@
 package dashboard_test
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/dashboard"
@@ -148,17 +146,4 @@ func (b *bundle) do(t *testing.T, method, path string) (int, string) {
 	body, err := io.ReadAll(res.Body)
 	require.NoError(t, err)
 	return res.StatusCode, string(body)
-}
-
-// TestServeRefusesAnOpenDashboard: Serve, the standalone entry point,
-// applies the same rule before it listens, and stops with its context.
-func TestServeRefusesAnOpenDashboard(t *testing.T) {
-	t.Parallel()
-	r := redistest.New(t)
-	err := dashboard.Serve(context.Background(), dashboard.Config{Redis: r.Opt, Addr: "0.0.0.0:0"}, zerolog.Nop())
-	require.ErrorContains(t, err, "DASHBOARD_USER: required when --dashboard is not a loopback address")
-
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	require.NoError(t, dashboard.Serve(ctx, dashboard.Config{Redis: r.Opt, Addr: "127.0.0.1:0"}, zerolog.Nop()))
 }

@@ -28,6 +28,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/cardimport/cardimport/internal/redisconn"
 )
 
 // Store is the dead-letter store of one queue. It is safe for concurrent
@@ -51,9 +53,9 @@ type Store struct {
 // New returns the store of queue in the Redis opt points at. It does not
 // connect until first used.
 func New(opt asynq.RedisConnOpt, queue string) (*Store, error) {
-	rdb, ok := opt.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return nil, errors.New("dead letters: unsupported redis connection type")
+	rdb, err := redisconn.Client(opt)
+	if err != nil {
+		return nil, fmt.Errorf("dead letters: %w", err)
 	}
 	s, err := NewFromRedisClient(rdb, queue)
 	if err != nil {

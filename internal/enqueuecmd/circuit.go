@@ -6,9 +6,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/cardimport/cardimport/internal/guard"
+	"github.com/cardimport/cardimport/internal/redisconn"
 )
 
 const circuitAbout = `Shows the queue's circuit breaker to WeChat Pay, as every worker of the queue
@@ -39,9 +38,9 @@ func runCircuit(ctx context.Context, c *cli, args []string) int {
 		c.errorf("%v", err)
 		return exitFailure
 	}
-	rdb, ok := connOpt.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		c.errorf("circuit: unsupported redis connection")
+	rdb, err := redisconn.Client(connOpt)
+	if err != nil {
+		c.errorf("circuit: %v", err)
 		return exitFailure
 	}
 	defer rdb.Close()

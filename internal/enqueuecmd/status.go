@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/cardimport/cardimport/internal/deadletter"
 	"github.com/cardimport/cardimport/internal/guard"
+	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -70,14 +70,19 @@ func runStatus(ctx context.Context, c *cli, args []string) int {
 		c.errorf("%v", err)
 		return exitFailure
 	}
-	store, err := deadletter.New(connOpt, rf.queue)
+	// The task, its dead letter and the circuit are read on one client.
+	rdb, err := redisconn.Client(connOpt)
 	if err != nil {
 		c.errorf("status: %v", err)
 		return exitFailure
 	}
-	defer store.Close()
-	insp := asynq.NewInspector(connOpt)
-	defer insp.Close()
+	defer rdb.Close()
+	store, err := deadletter.NewFromRedisClient(rdb, rf.queue)
+	if err != nil {
+		c.errorf("status: %v", err)
+		return exitFailure
+	}
+	insp := asynq.NewInspectorFromRedisClient(rdb)
 	if err := store.Ping(ctx); err != nil {
 		c.errorf("status: redis: %v", err)
 		return exitFailure
@@ -88,15 +93,12 @@ func runStatus(ctx context.Context, c *cli, args []string) int {
 		c.errorf("status: out_request_no=%s: %v", no, err)
 		return exitFailure
 	}
-	if rdb, ok := connOpt.MakeRedisClient().(redis.UniversalClient); ok {
-		defer rdb.Close()
-		circuit, err := guard.ReadState(ctx, rdb, rf.queue)
-		if err != nil {
-			c.errorf("status: circuit: %v", err)
-			return exitFailure
-		}
-		rep.Circuit = &circuit
+	circuit, err := guard.ReadState(ctx, rdb, rf.queue)
+	if err != nil {
+		c.errorf("status: circuit: %v", err)
+		return exitFailure
 	}
+	rep.Circuit = &circuit
 	if *asJSON {
 		if err := json.NewEncoder(c.stdout).Encode(rep); err != nil {
 			c.errorf("status: %v", err)

@@ -81,14 +81,3 @@ func (s *Server) Shutdown() {
 	<-s.done
 	s.log.Info().Msg("http server stopped")
 }
-
-// Run serves h on addr until ctx is cancelled, then shuts down gracefully.
-func Run(ctx context.Context, name, flag, addr string, h http.Handler, log zerolog.Logger) error {
-	s, err := Start(name, flag, addr, h, log)
-	if err != nil {
-		return err
-	}
-	<-ctx.Done()
-	s.Shutdown()
-	return nil
-}

@@ -1,7 +1,6 @@
 package httpserve_test
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"testing"
@@ -68,19 +67,4 @@ func TestAddressInUse(t *testing.T) {
 	defer s.Shutdown()
 	_, err = httpserve.Start("b", "--metrics", s.Addr(), http.NotFoundHandler(), zerolog.Nop())
 	require.ErrorContains(t, err, "--metrics: listen tcp "+s.Addr())
-}
-
-// TestRunStopsWithContext: Run serves until its context ends.
-func TestRunStopsWithContext(t *testing.T) {
-	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- httpserve.Run(ctx, "c", "--c", "127.0.0.1:0", http.NotFoundHandler(), zerolog.Nop()) }()
-	cancel()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not return")
-	}
 }

@@ -38,6 +38,18 @@ func Parse(source, raw string) (asynq.RedisConnOpt, error) {
 	return opt, nil
 }
 
+// Client returns the go-redis client opt makes, for the parts that keep
+// keys of their own next to asynq's (dead letters, the guard's state). The
+// caller closes it. Every connection type asynq has makes one; the error
+// is for a type it may add.
+func Client(opt asynq.RedisConnOpt) (redis.UniversalClient, error) {
+	rc, ok := opt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return nil, fmt.Errorf("unsupported redis connection %T", opt)
+	}
+	return rc, nil
+}
+
 // MinVersion is the oldest Redis asynq's scripts run on.
 const MinVersion = "6.2"
 
@@ -46,9 +58,9 @@ const MinVersion = "6.2"
 // REDIS_URL when the server cannot be used. A server that does not report
 // its version (an embedded one) is accepted.
 func Check(ctx context.Context, opt asynq.RedisConnOpt) (warnings []string, err error) {
-	rc, ok := opt.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return nil, errors.New("REDIS_URL: unsupported connection type")
+	rc, err := Client(opt)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	defer rc.Close()
 	if err := rc.Ping(ctx).Err(); err != nil {

@@ -77,3 +77,20 @@ func TestCheckWarnsWhenRedisMayEvict(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"redis maxmemory-policy is allkeys-lru: under memory pressure redis may evict queued imports; set it to noeviction"}, warnings)
 }
+
+// otherConn is a connection type asynq does not have.
+type otherConn struct{}
+
+func (otherConn) MakeRedisClient() any { return struct{}{} }
+
+func TestClient(t *testing.T) {
+	t.Parallel()
+	r := redistest.New(t)
+	rc, err := redisconn.Client(r.Opt)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = rc.Close() })
+	require.NoError(t, rc.Ping(context.Background()).Err())
+
+	_, err = redisconn.Client(otherConn{})
+	require.EqualError(t, err, "unsupported redis connection redisconn_test.otherConn")
+}

@@ -17,7 +17,8 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
+
+	"github.com/cardimport/cardimport/internal/redisconn"
 )
 
 // Redis is the server one test talks to.
@@ -73,8 +74,8 @@ func (r *Redis) dropQueue(q string) {
 	insp := asynq.NewInspector(r.Opt)
 	defer insp.Close()
 	_ = insp.DeleteQueue(q, true)
-	rc, ok := r.Opt.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
+	rc, err := redisconn.Client(r.Opt)
+	if err != nil {
 		return
 	}
 	defer rc.Close()

@@ -3,20 +3,20 @@ package worker
 import (
 	"fmt"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/cardimport/cardimport/internal/config"
 	"github.com/cardimport/cardimport/internal/guard"
+	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/tasks"
 )
 
 // newGuard puts the fleet's shared rate limit and circuit breaker in front
 // of importer. close releases its Redis connection.
 func newGuard(cfg config.Worker, importer tasks.Importer, log zerolog.Logger) (g *guard.Guard, closeFn func(), err error) {
-	rdb, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return nil, nil, fmt.Errorf("guard: unsupported redis connection %T", cfg.Redis)
+	rdb, err := redisconn.Client(cfg.Redis)
+	if err != nil {
+		return nil, nil, fmt.Errorf("guard: %w", err)
 	}
 	g, err = guard.New(importer, guard.Config{
 		Redis:            rdb,

@@ -6,7 +6,6 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/cardimport/cardimport/internal/config"
@@ -15,6 +14,7 @@ import (
 	"github.com/cardimport/cardimport/internal/guard"
 	"github.com/cardimport/cardimport/internal/httpserve"
 	"github.com/cardimport/cardimport/internal/metrics"
+	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -37,20 +37,19 @@ func startSide(cfg config.Worker, log zerolog.Logger) (_ *sideServers, err error
 		}
 	}()
 	if cfg.Metrics != "" {
-		// The gauge reads the store at each scrape, so it is right in a
-		// --dashboard-only process too, where no worker writes.
-		dead, err := deadletter.New(cfg.Redis, cfg.Queue)
+		// The dead-letter count and the breaker's state are the fleet's,
+		// read from Redis at each scrape (so they are right in a
+		// --dashboard-only process too, where no worker writes), on one
+		// connection pool.
+		rdb, err := redisconn.Client(cfg.Redis)
+		if err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+		s.closers = append(s.closers, rdb.Close)
+		dead, err := deadletter.NewFromRedisClient(rdb, cfg.Queue)
 		if err != nil {
 			return nil, err
 		}
-		s.closers = append(s.closers, dead.Close)
-		// The breaker's state is the fleet's, read from Redis at each
-		// scrape like the dead-letter count.
-		rdb, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
-		if !ok {
-			return nil, fmt.Errorf("metrics: unsupported redis connection %T", cfg.Redis)
-		}
-		s.closers = append(s.closers, rdb.Close)
 		s.metrics, err = metrics.New(metrics.Config{
 			Redis:       cfg.Redis,
 			Queue:       cfg.Queue,
