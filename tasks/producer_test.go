@@ -162,3 +162,19 @@ func TestProducerEnqueueManyRedisGone(t *testing.T) {
 	require.ErrorIs(t, results[1].Err, tasks.ErrNotAttempted)
 	require.ErrorIs(t, results[2].Err, tasks.ErrInvalidPayload, "validation happens before any enqueue")
 }
+
+func TestProducerEnqueueManyBadOptions(t *testing.T) {
+	t.Parallel()
+	b := setupProducer(t, tasks.WithConcurrency(1))
+	results, err := b.producer.EnqueueMany(redistest.Context(t), []tasks.Payload{
+		{CardID: "pLcard0001", OutRequestNo: "order-1"},
+		{CardID: "pLcard0001", OpenID: "oUser0000000002", OutRequestNo: "order-2"},
+		{CardID: "pLcard0001", OpenID: "oUser0000000003", OutRequestNo: "order-3"},
+	}, tasks.WithMaxRetry(-1))
+	require.EqualError(t, err, "member 1: max-retry: must not be negative, got -1")
+	require.ErrorIs(t, results[0].Err, tasks.ErrInvalidPayload)
+	var oe *tasks.OptionError
+	require.ErrorAs(t, results[1].Err, &oe)
+	require.ErrorIs(t, results[2].Err, tasks.ErrNotAttempted)
+	require.Empty(t, b.pending(t))
+}
