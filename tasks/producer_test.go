@@ -2,7 +2,6 @@ package tasks_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -37,19 +36,7 @@ func setupProducer(t *testing.T, opts ...tasks.ProducerOption) *producerBundle {
 
 func (b *producerBundle) pending(t *testing.T) map[string]tasks.Payload {
 	t.Helper()
-	got := map[string]tasks.Payload{}
-	infos, err := b.insp.ListPendingTasks(b.queue, asynq.PageSize(1000))
-	if errors.Is(err, asynq.ErrQueueNotFound) {
-		return got
-	}
-	require.NoError(t, err)
-	for _, info := range infos {
-		p, err := tasks.DecodePayload(info.Payload)
-		require.NoError(t, err)
-		require.Equal(t, p.OutRequestNo, info.ID)
-		got[info.ID] = p
-	}
-	return got
+	return redistest.PendingImports(t, b.insp, b.queue)
 }
 
 func TestProducerEnqueue(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -92,19 +91,7 @@ func (b *testBundle) post(t *testing.T, body string, headers map[string]string) 
 
 func (b *testBundle) pending(t *testing.T) map[string]tasks.Payload {
 	t.Helper()
-	got := map[string]tasks.Payload{}
-	infos, err := b.insp.ListPendingTasks(b.queue, asynq.PageSize(1000))
-	if errors.Is(err, asynq.ErrQueueNotFound) {
-		return got
-	}
-	require.NoError(t, err)
-	for _, info := range infos {
-		p, err := tasks.DecodePayload(info.Payload)
-		require.NoError(t, err)
-		require.Equal(t, p.OutRequestNo, info.ID)
-		got[info.ID] = p
-	}
-	return got
+	return redistest.PendingImports(t, b.insp, b.queue)
 }
 
 func auth(extra ...string) map[string]string {
