@@ -80,16 +80,28 @@ func (p *Producer) Ping() error { return p.client.Ping() }
 // repeat is not a failure. Any other error is a failure to reach the queue;
 // trying again later is safe.
 func (p *Producer) Enqueue(ctx context.Context, member Payload, opts ...Option) (duplicate bool, err error) {
-	o := p.built
-	if len(opts) > 0 {
-		var err error
-		if o, err = buildOptions(append(append([]Option(nil), p.opts...), opts...)); err != nil {
-			return false, err
-		}
+	o, err := p.taskOptions(opts)
+	if err != nil {
+		return false, err
 	}
 	if err := member.Validate(); err != nil {
 		return false, err
 	}
+	return p.enqueue(ctx, member, o)
+}
+
+// taskOptions returns the Producer's task options with opts applied after
+// them: the ones built by NewProducer when there are none.
+func (p *Producer) taskOptions(opts []Option) (options, error) {
+	if len(opts) == 0 {
+		return p.built, nil
+	}
+	return buildOptions(append(append([]Option(nil), p.opts...), opts...))
+}
+
+// enqueue puts the import of a validated member into the queue with built
+// options; see Enqueue for what it returns.
+func (p *Producer) enqueue(ctx context.Context, member Payload, o options) (duplicate bool, err error) {
 	task, err := newTask(member, o)
 	if err != nil {
 		return false, err
@@ -143,6 +155,11 @@ func (p *Producer) EnqueueMany(ctx context.Context, members []Payload, opts ...O
 		todo = append(todo, i)
 	}
 
+	// Built once for the batch, and its members validated above: each
+	// enqueue below is only the round trip to Redis. Options out of range
+	// fail each member taken, as Enqueue would.
+	o, optErr := p.taskOptions(opts)
+
 	var (
 		mu       sync.Mutex
 		firstErr error
@@ -166,7 +183,10 @@ func (p *Producer) EnqueueMany(ctx context.Context, members []Payload, opts ...O
 	for range min(p.concurrency, len(todo)) {
 		wg.Go(func() {
 			for i := take(); i >= 0; i = take() {
-				dup, err := p.Enqueue(ctx, members[i], opts...)
+				dup, err := false, optErr
+				if err == nil {
+					dup, err = p.enqueue(ctx, members[i], o)
+				}
 				results[i].Duplicate, results[i].Err = dup, err
 				if err != nil {
 					mu.Lock()

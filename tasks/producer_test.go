@@ -2,7 +2,6 @@ package tasks_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -37,19 +36,7 @@ func setupProducer(t *testing.T, opts ...tasks.ProducerOption) *producerBundle {
 
 func (b *producerBundle) pending(t *testing.T) map[string]tasks.Payload {
 	t.Helper()
-	got := map[string]tasks.Payload{}
-	infos, err := b.insp.ListPendingTasks(b.queue, asynq.PageSize(1000))
-	if errors.Is(err, asynq.ErrQueueNotFound) {
-		return got
-	}
-	require.NoError(t, err)
-	for _, info := range infos {
-		p, err := tasks.DecodePayload(info.Payload)
-		require.NoError(t, err)
-		require.Equal(t, p.OutRequestNo, info.ID)
-		got[info.ID] = p
-	}
-	return got
+	return redistest.PendingImports(t, b.insp, b.queue)
 }
 
 func TestProducerEnqueue(t *testing.T) {
@@ -161,4 +148,20 @@ func TestProducerEnqueueManyRedisGone(t *testing.T) {
 	require.ErrorContains(t, results[0].Err, "enqueue task: ")
 	require.ErrorIs(t, results[1].Err, tasks.ErrNotAttempted)
 	require.ErrorIs(t, results[2].Err, tasks.ErrInvalidPayload, "validation happens before any enqueue")
+}
+
+func TestProducerEnqueueManyBadOptions(t *testing.T) {
+	t.Parallel()
+	b := setupProducer(t, tasks.WithConcurrency(1))
+	results, err := b.producer.EnqueueMany(redistest.Context(t), []tasks.Payload{
+		{CardID: "pLcard0001", OutRequestNo: "order-1"},
+		{CardID: "pLcard0001", OpenID: "oUser0000000002", OutRequestNo: "order-2"},
+		{CardID: "pLcard0001", OpenID: "oUser0000000003", OutRequestNo: "order-3"},
+	}, tasks.WithMaxRetry(-1))
+	require.EqualError(t, err, "member 1: max-retry: must not be negative, got -1")
+	require.ErrorIs(t, results[0].Err, tasks.ErrInvalidPayload)
+	var oe *tasks.OptionError
+	require.ErrorAs(t, results[1].Err, &oe)
+	require.ErrorIs(t, results[2].Err, tasks.ErrNotAttempted)
+	require.Empty(t, b.pending(t))
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,11 +31,16 @@ import (
 	"github.com/cardimport/cardimport/tasks"
 )
 
-// Requested reports whether the worker's arguments ask for the demo.
+// Requested reports whether the worker's arguments ask for the demo: -demo
+// or --demo, alone or with any value the flag package reads as true
+// (--demo=1, --demo=true, ...), since `worker -h` lists it as a bool flag.
 func Requested(args []string) bool {
 	for _, a := range args {
-		switch a {
-		case "-demo", "--demo", "-demo=true", "--demo=true":
+		name, value, hasValue := strings.Cut(a, "=")
+		if name != "-demo" && name != "--demo" {
+			continue
+		}
+		if on, err := strconv.ParseBool(value); !hasValue || err == nil && on {
 			return true
 		}
 	}

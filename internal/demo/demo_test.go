@@ -184,3 +184,30 @@ func TestDemoOutcomesMatchTheSample(t *testing.T) {
 	require.Contains(t, out.String(), "sandbox: requests=")
 	require.Regexp(t, `imports=250 replays=\d+`, out.String(), "no member imported twice")
 }
+
+func TestRequested(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		want bool
+	}{
+		{args: nil, want: false},
+		{args: []string{"--demo"}, want: true},
+		{args: []string{"-demo"}, want: true},
+		{args: []string{"--concurrency", "2", "--demo"}, want: true},
+		{args: []string{"--demo=true"}, want: true},
+		{args: []string{"-demo=1"}, want: true},
+		{args: []string{"--demo=T"}, want: true},
+		{args: []string{"--demo=false"}, want: false},
+		{args: []string{"--demo=0"}, want: false},
+		{args: []string{"--demo=yes"}, want: false},
+		{args: []string{"--demo=false", "--demo"}, want: true},
+		{args: []string{"--demonstrate"}, want: false},
+		{args: []string{"---demo"}, want: false},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			require.Equal(t, tt.want, demo.Requested(tt.args))
+		})
+	}
+}

@@ -3,7 +3,6 @@ package enqueuecmd
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -72,20 +71,7 @@ func (b *testBundle) runRaw(ctx context.Context, stdin io.Reader, args ...string
 // checking that each task ID is its payload's out_request_no.
 func (b *testBundle) queued(t *testing.T) map[string]tasks.Payload {
 	t.Helper()
-	got := map[string]tasks.Payload{}
-	infos, err := b.insp.ListPendingTasks(b.queue, asynq.PageSize(1000))
-	if errors.Is(err, asynq.ErrQueueNotFound) {
-		return got
-	}
-	require.NoError(t, err)
-	for _, info := range infos {
-		require.Equal(t, tasks.TypeImport, info.Type)
-		p, err := tasks.DecodePayload(info.Payload)
-		require.NoError(t, err)
-		require.Equal(t, p.OutRequestNo, info.ID, "the task ID is the out_request_no")
-		got[info.ID] = p
-	}
-	return got
+	return redistest.PendingImports(t, b.insp, b.queue)
 }
 
 func TestRunDispatch(t *testing.T) {

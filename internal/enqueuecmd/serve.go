@@ -67,7 +67,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	}
 	log, err := logging.New(c.stdout, *logLevel)
 	if err != nil {
-		c.errorf("--%v", err)
+		c.errorf("--log-level: %v", err)
 		return exitUsage
 	}
 	connOpt, err := rf.connOpt(c.getenv)

@@ -28,6 +28,7 @@ func TestServeRefusesToStart(t *testing.T) {
 		{name: "no token on every interface", args: []string{"--addr", ":8080"}, wantStderr: "enqueue: INTAKE_TOKEN: not set; without a token the intake only listens on a loopback address (127.0.0.1, ::1, localhost); refusing to listen on :8080\n"},
 		{name: "bad limit", args: []string{"--max-members", "0"}, wantStderr: "enqueue: --max-members: must be positive\n"},
 		{name: "arguments", args: []string{"members.csv"}, wantStderr: "enqueue: serve: takes no arguments, got 1\n"},
+		{name: "bad log level", args: []string{"--log-level", "loud"}, wantStderr: "enqueue: --log-level: log level: unknown level \"loud\" (debug, info, warn, error)\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

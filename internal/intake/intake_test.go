@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -92,19 +91,7 @@ func (b *testBundle) post(t *testing.T, body string, headers map[string]string) 
 
 func (b *testBundle) pending(t *testing.T) map[string]tasks.Payload {
 	t.Helper()
-	got := map[string]tasks.Payload{}
-	infos, err := b.insp.ListPendingTasks(b.queue, asynq.PageSize(1000))
-	if errors.Is(err, asynq.ErrQueueNotFound) {
-		return got
-	}
-	require.NoError(t, err)
-	for _, info := range infos {
-		p, err := tasks.DecodePayload(info.Payload)
-		require.NoError(t, err)
-		require.Equal(t, p.OutRequestNo, info.ID)
-		got[info.ID] = p
-	}
-	return got
+	return redistest.PendingImports(t, b.insp, b.queue)
 }
 
 func auth(extra ...string) map[string]string {
@@ -156,6 +143,19 @@ func TestImportsAuthorization(t *testing.T) {
 
 func TestImportsMixedBatch(t *testing.T) {
 	t.Parallel()
+	// The members as JSON lines, with a blank line after the third and a
+	// broken line at the end; sent as JSON lines with or without a
+	// Content-Type.
+	linesBody := func(ms []string) string {
+		return strings.Join(ms[:3], "\n") + "\n\n" + strings.Join(ms[3:], "\n") + "\n{broken\n"
+	}
+	linesInvalid := []any{
+		map[string]any{"index": 2.0, "error": "openid: is required"},
+		map[string]any{"index": 5.0, "error": "out_request_no: character '/' at position 6 is not allowed (letters, digits and | _ * - only)"},
+		map[string]any{"index": 6.0, "error": "is an array, want a JSON object"},
+		map[string]any{"index": 7.0, "error": "openid: is a number, want a string"},
+		map[string]any{"index": 9.0, "error": "is not valid JSON: invalid character 'b' looking for beginning of object key string (at byte 2)"},
+	}
 	tests := []struct {
 		name        string
 		contentType string
@@ -178,30 +178,14 @@ func TestImportsMixedBatch(t *testing.T) {
 		{
 			name:        "json lines",
 			contentType: "application/x-ndjson",
-			body: func(ms []string) string {
-				return strings.Join(ms[:3], "\n") + "\n\n" + strings.Join(ms[3:], "\n") + "\n{broken\n"
-			},
-			wantInvalid: []any{
-				map[string]any{"index": 2.0, "error": "openid: is required"},
-				map[string]any{"index": 5.0, "error": "out_request_no: character '/' at position 6 is not allowed (letters, digits and | _ * - only)"},
-				map[string]any{"index": 6.0, "error": "is an array, want a JSON object"},
-				map[string]any{"index": 7.0, "error": "openid: is a number, want a string"},
-				map[string]any{"index": 9.0, "error": "is not valid JSON: invalid character 'b' looking for beginning of object key string (at byte 2)"},
-			},
+			body:        linesBody,
+			wantInvalid: linesInvalid,
 		},
 		{
 			name:        "json lines sniffed without a content type",
 			contentType: "",
-			body: func(ms []string) string {
-				return strings.Join(ms[:3], "\n") + "\n\n" + strings.Join(ms[3:], "\n") + "\n{broken\n"
-			},
-			wantInvalid: []any{
-				map[string]any{"index": 2.0, "error": "openid: is required"},
-				map[string]any{"index": 5.0, "error": "out_request_no: character '/' at position 6 is not allowed (letters, digits and | _ * - only)"},
-				map[string]any{"index": 6.0, "error": "is an array, want a JSON object"},
-				map[string]any{"index": 7.0, "error": "openid: is a number, want a string"},
-				map[string]any{"index": 9.0, "error": "is not valid JSON: invalid character 'b' looking for beginning of object key string (at byte 2)"},
-			},
+			body:        linesBody,
+			wantInvalid: linesInvalid,
 		},
 	}
 	for _, tt := range tests {

@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/cardimport/cardimport/internal/redisconn"
+	"github.com/cardimport/cardimport/tasks"
 )
 
 // Redis is the server one test talks to.
@@ -93,4 +95,33 @@ func Context(tb testing.TB) context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	tb.Cleanup(cancel)
 	return ctx
+}
+
+// PendingImports returns the members waiting in queue by task ID: what a
+// test checks after enqueueing. It fails tb unless every task is an import
+// whose task ID is its payload's out_request_no.
+func PendingImports(tb testing.TB, insp *asynq.Inspector, queue string) map[string]tasks.Payload {
+	tb.Helper()
+	got := map[string]tasks.Payload{}
+	infos, err := insp.ListPendingTasks(queue, asynq.PageSize(1000))
+	if errors.Is(err, asynq.ErrQueueNotFound) {
+		return got
+	}
+	if err != nil {
+		tb.Fatalf("list pending tasks: %v", err)
+	}
+	for _, info := range infos {
+		if info.Type != tasks.TypeImport {
+			tb.Fatalf("task %s: type %q, want %q", info.ID, info.Type, tasks.TypeImport)
+		}
+		p, err := tasks.DecodePayload(info.Payload)
+		if err != nil {
+			tb.Fatalf("task %s: %v", info.ID, err)
+		}
+		if p.OutRequestNo != info.ID {
+			tb.Fatalf("task %s: out_request_no %s: the task ID is the out_request_no", info.ID, p.OutRequestNo)
+		}
+		got[info.ID] = p
+	}
+	return got
 }
