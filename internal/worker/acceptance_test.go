@@ -90,11 +90,9 @@ func TestImportAFileEndToEnd(t *testing.T) {
 	t.Parallel()
 	srv := wechatpaytest.NewServer(wechatpaytest.TestKeys(t), wechatpaytest.WithFirstAttemptFaults(0.2))
 	t.Cleanup(srv.Close)
-	env, err := srv.Keys.WriteDir(t.TempDir(), srv.URL)
-	require.NoError(t, err)
 	r := redistest.New(t)
 	queue := r.Queue(t)
-	env["REDIS_URL"] = r.URL
+	env := workerEnv(t, srv, r, queue)
 	// The emulator has no limit; the default of 10 a second would make
 	// this test take half a minute.
 	env["WECHATPAY_RATE_LIMIT"] = "200"
@@ -126,6 +124,7 @@ func TestImportAFileEndToEnd(t *testing.T) {
 	defer insp.Close()
 	deadline := time.Now().Add(60 * time.Second)
 	var q *asynq.QueueInfo
+	var err error
 	for {
 		q, err = insp.GetQueueInfo(queue)
 		require.NoError(t, err)

@@ -77,9 +77,7 @@ func startDashboardRun(t *testing.T, extraArgs ...string) *dashboardRun {
 	d := &dashboardRun{srv: wechatpaytest.NewServer(wechatpaytest.TestKeys(t)), r: redistest.New(t), user: "ops", pass: "correct horse battery"}
 	t.Cleanup(d.srv.Close)
 	d.queue = d.r.Queue(t)
-	env, err := d.srv.Keys.WriteDir(t.TempDir(), d.srv.URL)
-	require.NoError(t, err)
-	env["REDIS_URL"] = d.r.URL
+	env := workerEnv(t, d.srv, d.r, d.queue)
 	env["DASHBOARD_USER"], env["DASHBOARD_PASSWORD"] = d.user, d.pass
 	d.client = asynq.NewClient(d.r.Opt)
 	t.Cleanup(func() { _ = d.client.Close() })

@@ -43,16 +43,13 @@ func setupDead(t *testing.T) *deadBundle {
 	b := &deadBundle{srv: wechatpaytest.NewServer(wechatpaytest.TestKeys(t)), r: redistest.New(t), logs: &logtest.Buffer{}}
 	t.Cleanup(b.srv.Close)
 	b.queue = b.r.Queue(t)
-	var err error
-	b.env, err = b.srv.Keys.WriteDir(t.TempDir(), b.srv.URL)
-	require.NoError(t, err)
-	b.env["REDIS_URL"] = b.r.URL
-	b.env["QUEUE"] = b.queue
+	b.env = workerEnv(t, b.srv, b.r, b.queue)
 	// The emulator has no limit; the shared one (10/s by default) would
 	// make 12,000 imports take 20 minutes.
 	b.env["WECHATPAY_RATE_LIMIT"] = "10000"
 	b.insp = asynq.NewInspector(b.r.Opt)
 	t.Cleanup(func() { _ = b.insp.Close() })
+	var err error
 	b.store, err = deadletter.New(b.r.Opt, b.queue)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.store.Close() })

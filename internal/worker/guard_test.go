@@ -37,10 +37,7 @@ func setupFleet(t *testing.T, opts ...wechatpaytest.Option) *fleet {
 	f.queue = f.r.Queue(t)
 	f.srv = wechatpaytest.NewServer(wechatpaytest.TestKeys(t), opts...)
 	t.Cleanup(f.srv.Close)
-	env, err := f.srv.Keys.WriteDir(t.TempDir(), f.srv.URL)
-	require.NoError(t, err)
-	env["REDIS_URL"] = f.r.URL
-	env["QUEUE"] = f.queue
+	env := workerEnv(t, f.srv, f.r, f.queue)
 	env["RETRY_MIN_DELAY"] = "50ms"
 	env["RETRY_MAX_DELAY"] = "200ms"
 	f.env = env

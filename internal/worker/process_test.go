@@ -42,15 +42,10 @@ func setupProcess(t *testing.T, opts ...wechatpaytest.Option) *procBundle {
 	b.queue = b.r.Queue(t)
 	b.srv = wechatpaytest.NewServer(wechatpaytest.TestKeys(t), opts...)
 	t.Cleanup(b.srv.Close)
-	vars, err := b.srv.Keys.WriteDir(t.TempDir(), b.srv.URL)
-	require.NoError(t, err)
-	vars["REDIS_URL"] = b.r.URL
-	vars["QUEUE"] = b.queue
+	vars := workerEnv(t, b.srv, b.r, b.queue)
 	vars["RETRY_MIN_DELAY"] = "50ms"
 	vars["RETRY_MAX_DELAY"] = "200ms"
-	for k, v := range vars {
-		b.env = append(b.env, k+"="+v)
-	}
+	b.env = environ(vars)
 	b.insp = asynq.NewInspector(b.r.Opt)
 	t.Cleanup(func() { _ = b.insp.Close() })
 	return b

@@ -62,15 +62,9 @@ func runRateLimited(b testing.TB, rate, n int) rateRun {
 	queue := r.Queue(b)
 	srv := wechatpaytest.NewServer(wechatpaytest.TestKeys(b), wechatpaytest.WithRateLimit(rate), wechatpaytest.WithLatency(50*time.Millisecond))
 	b.Cleanup(srv.Close)
-	vars, err := srv.Keys.WriteDir(b.TempDir(), srv.URL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	vars["REDIS_URL"], vars["QUEUE"], vars["WECHATPAY_RATE_LIMIT"] = r.URL, queue, strconv.Itoa(rate)
-	var env []string
-	for k, v := range vars {
-		env = append(env, k+"="+v)
-	}
+	vars := workerEnv(b, srv, r, queue)
+	vars["WECHATPAY_RATE_LIMIT"] = strconv.Itoa(rate)
+	env := environ(vars)
 	rdb := r.Opt.MakeRedisClient().(redis.UniversalClient)
 	defer rdb.Close()
 	defer func() { _ = guard.DeleteState(context.Background(), rdb, queue) }()
