@@ -75,18 +75,26 @@ func setup(t *testing.T, cfg intake.Config) *testBundle {
 // status and the decoded answer.
 func (b *testBundle) post(t *testing.T, body string, headers map[string]string) (int, map[string]any) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, b.url+"/v1/imports", strings.NewReader(body))
+	resp := send(t, b.url, strings.NewReader(body), headers)
+	require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+	var got map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
+	return resp.StatusCode, got
+}
+
+// send posts body to the intake at url with the given headers; the
+// answer's body is closed when the test ends.
+func send(t *testing.T, url string, body io.Reader, headers map[string]string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url+"/v1/imports", body)
 	require.NoError(t, err)
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
-	var got map[string]any
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
-	return resp.StatusCode, got
+	t.Cleanup(func() { _ = resp.Body.Close() })
+	return resp
 }
 
 func (b *testBundle) pending(t *testing.T) map[string]tasks.Payload {
@@ -274,12 +282,7 @@ func TestImportsTooLargeWhileStreaming(t *testing.T) {
 		_, _ = pw.Write([]byte("[" + strings.Repeat(" ", 2048)))
 		_ = pw.Close()
 	}()
-	req, err := http.NewRequest(http.MethodPost, b.url+"/v1/imports", pr)
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
+	resp := send(t, b.url, pr, auth())
 	require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
 }
 
@@ -424,12 +427,7 @@ func TestRedisGone(t *testing.T) {
 	t.Cleanup(ts.Close)
 	mr.Close()
 
-	req, err := http.NewRequest(http.MethodPost, ts.URL+"/v1/imports", strings.NewReader(jsonOf(m(1))+"\n"+`{"openid":"x"}`))
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
+	resp := send(t, ts.URL, strings.NewReader(jsonOf(m(1))+"\n"+`{"openid":"x"}`), auth())
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 	var got intake.Response
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
@@ -502,13 +500,8 @@ func TestImportsInFlightBound(t *testing.T) {
 	_, err = br.ReadString('\n')
 	require.NoError(t, err)
 
-	req, err := http.NewRequest(http.MethodPost, b.url+"/v1/imports", strings.NewReader("["+jsonOf(m(2))+"]"))
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
+	res := send(t, b.url, strings.NewReader("["+jsonOf(m(2))+"]"), auth())
 	answer, _ := io.ReadAll(res.Body)
-	res.Body.Close()
 	require.Equal(t, http.StatusServiceUnavailable, res.StatusCode, "%s", answer)
 	require.Equal(t, "1", res.Header.Get("Retry-After"))
 	require.Contains(t, string(answer), "1 batches are being handled already")
