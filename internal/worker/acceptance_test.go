@@ -15,6 +15,7 @@ import (
 
 	"github.com/cardimport/cardimport/internal/enqueuecmd"
 	"github.com/cardimport/cardimport/internal/logtest"
+	"github.com/cardimport/cardimport/internal/proctest"
 	"github.com/cardimport/cardimport/internal/redistest"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/internal/worker"
@@ -92,7 +93,7 @@ func TestImportAFileEndToEnd(t *testing.T) {
 	t.Cleanup(srv.Close)
 	r := redistest.New(t)
 	queue := r.Queue(t)
-	env := workerEnv(t, srv, r, queue)
+	env := proctest.WorkerEnv(t, srv, r, queue)
 	// The emulator has no limit; the default of 10 a second would make
 	// this test take half a minute.
 	env["WECHATPAY_RATE_LIMIT"] = "200"

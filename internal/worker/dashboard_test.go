@@ -22,6 +22,7 @@ import (
 	"github.com/cardimport/cardimport/internal/logtest"
 	"github.com/cardimport/cardimport/internal/metrics"
 	"github.com/cardimport/cardimport/internal/metrics/metricstest"
+	"github.com/cardimport/cardimport/internal/proctest"
 	"github.com/cardimport/cardimport/internal/redistest"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/internal/worker"
@@ -77,7 +78,7 @@ func startDashboardRun(t *testing.T, extraArgs ...string) *dashboardRun {
 	d := &dashboardRun{srv: wechatpaytest.NewServer(wechatpaytest.TestKeys(t)), r: redistest.New(t), user: "ops", pass: "correct horse battery"}
 	t.Cleanup(d.srv.Close)
 	d.queue = d.r.Queue(t)
-	env := workerEnv(t, d.srv, d.r, d.queue)
+	env := proctest.WorkerEnv(t, d.srv, d.r, d.queue)
 	env["DASHBOARD_USER"], env["DASHBOARD_PASSWORD"] = d.user, d.pass
 	d.client = asynq.NewClient(d.r.Opt)
 	t.Cleanup(func() { _ = d.client.Close() })

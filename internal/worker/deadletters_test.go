@@ -18,6 +18,7 @@ import (
 	"github.com/cardimport/cardimport/internal/deadletter"
 	"github.com/cardimport/cardimport/internal/enqueuecmd"
 	"github.com/cardimport/cardimport/internal/logtest"
+	"github.com/cardimport/cardimport/internal/proctest"
 	"github.com/cardimport/cardimport/internal/redistest"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/internal/worker"
@@ -43,7 +44,7 @@ func setupDead(t *testing.T) *deadBundle {
 	b := &deadBundle{srv: wechatpaytest.NewServer(wechatpaytest.TestKeys(t)), r: redistest.New(t), logs: &logtest.Buffer{}}
 	t.Cleanup(b.srv.Close)
 	b.queue = b.r.Queue(t)
-	b.env = workerEnv(t, b.srv, b.r, b.queue)
+	b.env = proctest.WorkerEnv(t, b.srv, b.r, b.queue)
 	// The emulator has no limit; the shared one (10/s by default) would
 	// make 12,000 imports take 20 minutes.
 	b.env["WECHATPAY_RATE_LIMIT"] = "10000"

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cardimport/cardimport/internal/guard"
 	"github.com/cardimport/cardimport/internal/logtest"
+	"github.com/cardimport/cardimport/internal/proctest"
 	"github.com/cardimport/cardimport/internal/redistest"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/internal/worker"
@@ -37,7 +38,7 @@ func setupFleet(t *testing.T, opts ...wechatpaytest.Option) *fleet {
 	f.queue = f.r.Queue(t)
 	f.srv = wechatpaytest.NewServer(wechatpaytest.TestKeys(t), opts...)
 	t.Cleanup(f.srv.Close)
-	env := workerEnv(t, f.srv, f.r, f.queue)
+	env := proctest.WorkerEnv(t, f.srv, f.r, f.queue)
 	env["RETRY_MIN_DELAY"] = "50ms"
 	env["RETRY_MAX_DELAY"] = "200ms"
 	f.env = env

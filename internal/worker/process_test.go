@@ -16,6 +16,7 @@ import (
 
 	"github.com/cardimport/cardimport/internal/buildtest"
 	"github.com/cardimport/cardimport/internal/logtest"
+	"github.com/cardimport/cardimport/internal/proctest"
 	"github.com/cardimport/cardimport/internal/redistest"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/tasks"
@@ -42,10 +43,10 @@ func setupProcess(t *testing.T, opts ...wechatpaytest.Option) *procBundle {
 	b.queue = b.r.Queue(t)
 	b.srv = wechatpaytest.NewServer(wechatpaytest.TestKeys(t), opts...)
 	t.Cleanup(b.srv.Close)
-	vars := workerEnv(t, b.srv, b.r, b.queue)
+	vars := proctest.WorkerEnv(t, b.srv, b.r, b.queue)
 	vars["RETRY_MIN_DELAY"] = "50ms"
 	vars["RETRY_MAX_DELAY"] = "200ms"
-	b.env = environ(vars)
+	b.env = proctest.Environ(vars)
 	b.insp = asynq.NewInspector(b.r.Opt)
 	t.Cleanup(func() { _ = b.insp.Close() })
 	return b
@@ -54,15 +55,8 @@ func setupProcess(t *testing.T, opts ...wechatpaytest.Option) *procBundle {
 // start runs a worker process; its output goes to the returned buffer.
 func (b *procBundle) start(t *testing.T) (*exec.Cmd, *logtest.Buffer) {
 	t.Helper()
-	bin, err := buildtest.Command("worker")
-	require.NoError(t, err)
-	out := &logtest.Buffer{}
-	cmd := exec.Command(bin, "--concurrency", "2")
-	cmd.Env = b.env
-	cmd.Stdout, cmd.Stderr = out, out
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	return cmd, out
+	p := proctest.Start(t, "worker", b.env, "--concurrency", "2")
+	return p.Cmd, p.Out
 }
 
 func (b *procBundle) enqueue(t *testing.T, p tasks.Payload) {

@@ -14,6 +14,7 @@ import (
 	"github.com/cardimport/cardimport/internal/buildtest"
 	"github.com/cardimport/cardimport/internal/guard"
 	"github.com/cardimport/cardimport/internal/logtest"
+	"github.com/cardimport/cardimport/internal/proctest"
 	"github.com/cardimport/cardimport/internal/redistest"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/tasks"
@@ -62,9 +63,9 @@ func runRateLimited(b testing.TB, rate, n int) rateRun {
 	queue := r.Queue(b)
 	srv := wechatpaytest.NewServer(wechatpaytest.TestKeys(b), wechatpaytest.WithRateLimit(rate), wechatpaytest.WithLatency(50*time.Millisecond))
 	b.Cleanup(srv.Close)
-	vars := workerEnv(b, srv, r, queue)
+	vars := proctest.WorkerEnv(b, srv, r, queue)
 	vars["WECHATPAY_RATE_LIMIT"] = strconv.Itoa(rate)
-	env := environ(vars)
+	env := proctest.Environ(vars)
 	rdb := r.Opt.MakeRedisClient().(redis.UniversalClient)
 	defer rdb.Close()
 	defer func() { _ = guard.DeleteState(context.Background(), rdb, queue) }()
