@@ -146,9 +146,11 @@ func writeResult(t *asynq.Task, r Result) error {
 	}
 	if w := t.ResultWriter(); w != nil {
 		if _, err := w.Write(data); err != nil {
-			// The import happened; failing here retries it, and WeChat
-			// answers the retry with the same result.
-			return fmt.Errorf("write result: %w", err)
+			// The import happened but Redis did not take the result: the
+			// task is retried, WeChat answers the retry with the same
+			// result, and the member's budget is not spent on a fault
+			// that was never WeChat's.
+			return &DeferredError{Reason: DeferRedis, RetryAfter: time.Second, Err: fmt.Errorf("write result: %w", err)}
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package logging_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"testing"
 
@@ -51,4 +52,26 @@ func TestMaskOpenIDIn(t *testing.T) {
 			require.Equal(t, tt.want, logging.MaskOpenIDIn(tt.s, tt.openid))
 		})
 	}
+}
+
+// TestGoRedisLinesJoinTheJSONLog: go-redis's pool lines come out as JSON
+// at debug level, so a worker at info level does not print one per failed
+// dial while Redis restarts.
+func TestGoRedisLinesJoinTheJSONLog(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	log, err := logging.New(&buf, "debug")
+	require.NoError(t, err)
+	logging.NewGoRedisLogger(log).Printf(t.Context(), "redis: connection pool: failed to dial after %d attempts: %v\n", 5, "connection refused")
+	var line map[string]any
+	require.NoError(t, json.Unmarshal(buf.Bytes(), &line), buf.String())
+	require.Equal(t, "debug", line["level"])
+	require.Equal(t, "go-redis", line["component"])
+	require.Equal(t, "redis: connection pool: failed to dial after 5 attempts: connection refused", line["message"])
+
+	buf.Reset()
+	quiet, err := logging.New(&buf, "info")
+	require.NoError(t, err)
+	logging.NewGoRedisLogger(quiet).Printf(t.Context(), "dial failed")
+	require.Empty(t, buf.String())
 }

@@ -62,6 +62,8 @@ func (d *deadLetters) HandleError(ctx context.Context, task *asynq.Task, err err
 	if task.Type() != tasks.TypeImport || errors.Is(err, asynq.RevokeTask) {
 		return
 	}
+	// asynq writes the retry (or the archive) right after this returns.
+	holdWhileRedisDown(ctx, d.store)
 	retried, ok1 := asynq.GetRetryCount(ctx)
 	maxRetry, ok2 := asynq.GetMaxRetry(ctx)
 	exhausted := ok1 && ok2 && retried >= maxRetry
@@ -91,7 +93,15 @@ func (d *deadLetters) middleware(next asynq.Handler) asynq.Handler {
 		id, _ := asynq.GetTaskID(ctx)
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 		defer cancel()
-		if err := d.store.Remove(wctx, id); err != nil {
+		err = d.store.Remove(wctx, id)
+		if err != nil && holdWhileRedisDown(ctx, d.store) {
+			// Redis went away and is back: asynq can now mark the task
+			// completed, and the record can go.
+			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+			err = d.store.Remove(rctx, id)
+			rcancel()
+		}
+		if err != nil {
 			// The member is imported; failing the task would only import
 			// it again. A later replay finds it completed and removes
 			// the record then.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/cardimport/cardimport/internal/config"
@@ -41,6 +42,9 @@ func Run(ctx context.Context, args []string, env func(string) string, stdout, st
 
 // Serve runs a worker with a checked configuration until ctx is cancelled.
 func Serve(ctx context.Context, cfg config.Worker, log zerolog.Logger) error {
+	// go-redis's own lines (a failed dial per pooled connection while Redis
+	// is down) join the JSON log instead of printing plain text.
+	redis.SetLogger(logging.NewGoRedisLogger(log))
 	checkCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	warnings, err := redisconn.Check(checkCtx, cfg.Redis)
 	cancel()

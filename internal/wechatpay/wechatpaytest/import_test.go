@@ -270,10 +270,13 @@ func TestOutage(t *testing.T) {
 		require.Equal(t, "SERVICE_UNAVAILABLE", apiErr.Code)
 	}
 	require.Zero(t, b.srv.Members())
+	require.Equal(t, 3, b.srv.Failures("outage-1"))
 	b.srv.SetOutage(0)
 	_, _, err := b.importMember(t, testCard, body)
 	require.NoError(t, err)
 	require.Equal(t, 1, b.srv.Members())
+	require.Equal(t, 3, b.srv.Failures("outage-1"), "a delivered 200 is no failure")
+	require.Zero(t, b.srv.Failures("outage-2"))
 }
 
 // TestClientTimeoutDoesNotUndoTheImport: a caller that gives up waiting
@@ -299,12 +302,15 @@ func TestClientTimeoutDoesNotUndoTheImport(t *testing.T) {
 	_, _, err = doImport(t, client, b.srv.URL, testCard, body)
 	require.Error(t, err)
 	require.Eventually(t, func() bool { return b.srv.ImportCount(testCard, openid) == 1 }, 5*time.Second, 10*time.Millisecond)
+	// The 200 went to a caller that had hung up: a failure on its side.
+	require.Eventually(t, func() bool { return b.srv.Failures("slow-1") == 1 }, 5*time.Second, 10*time.Millisecond)
 
 	b.srv.SetLatency(0)
 	_, _, err = b.importMember(t, testCard, body)
 	require.NoError(t, err)
 	require.Equal(t, 1, b.srv.Stats().Replays)
 	require.Equal(t, 1, b.srv.ImportCount(testCard, openid))
+	require.Equal(t, 1, b.srv.Failures("slow-1"))
 }
 
 // TestConcurrentRetries races many copies of each call: every member must

@@ -49,7 +49,26 @@ func (e *Emulator) handleImport(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	e.reply(w, r, "", e.importMember(r.PathValue("card_id"), body))
+	a := e.importMember(r.PathValue("card_id"), body)
+	e.reply(w, r, "", a)
+	if a.status/100 != 2 || r.Context().Err() != nil {
+		e.countFailure(body)
+	}
+}
+
+// countFailure records a verified call that did not import with an answer
+// its caller received: a 5xx, a 202, a refusal, or an answer written after
+// the caller had hung up (a timeout on its side, a killed process).
+func (e *Emulator) countFailure(body []byte) {
+	var req struct {
+		OutRequestNo string `json:"out_request_no"`
+	}
+	if json.Unmarshal(body, &req) != nil || req.OutRequestNo == "" {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.members.failures[req.OutRequestNo]++
 }
 
 // importMember decides the answer to a verified import call, in the order

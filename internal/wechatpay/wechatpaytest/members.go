@@ -22,6 +22,7 @@ type members struct {
 	codes       map[codeKey]bool     // card codes in use
 	attempted   map[string]bool      // out_request_nos that reached the first-attempt fault
 	authorized  map[string]bool      // NO_AUTH cards the merchant was given (AuthorizeCard)
+	failures    map[string]int       // verified calls per out_request_no that did not end in a delivered 2xx (Failures)
 }
 
 func newMembers() members {
@@ -32,6 +33,7 @@ func newMembers() members {
 		codes:       map[codeKey]bool{},
 		attempted:   map[string]bool{},
 		authorized:  map[string]bool{},
+		failures:    map[string]int{},
 	}
 }
 

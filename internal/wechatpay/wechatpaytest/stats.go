@@ -52,6 +52,18 @@ func (e *Emulator) ImportCount(cardID, openid string) int {
 	return e.members.imports[memberKey{cardID: cardID, openID: openid}]
 }
 
+// Failures returns how many verified import calls under outRequestNo did
+// not end in a 2xx answer their caller received: 5xx and 202 answers,
+// refusals, and answers written after the caller had hung up. A worker that
+// counts only WeChat's failures against a task's retries never shows more
+// retries for a task than this; a crash, a Redis restart or a wait for the
+// rate limit must not add any.
+func (e *Emulator) Failures(outRequestNo string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.members.failures[outRequestNo]
+}
+
 // Members returns how many distinct members were imported, seeded members
 // excluded.
 func (e *Emulator) Members() int {

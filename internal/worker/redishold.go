@@ -1,0 +1,53 @@
+package worker
+
+import (
+	"context"
+	"time"
+)
+
+// When Redis goes away while a task is in flight, asynq cannot write the
+// task's outcome (completed, or back to retry) and hands the write to its
+// syncer; but in asynq v0.26 the syncer retries with a context that has
+// already been cancelled, so the write never happens and the task stays
+// active until asynq's lease recovery takes it back, 60 to 120 s later
+// (hibiken/asynq#1051). The worker therefore holds a finished task's
+// outcome while Redis does not answer, and returns it to asynq once Redis
+// is back, so that asynq's first write succeeds. A Redis restart then
+// costs the tasks in flight the restart's length, not two minutes each.
+const (
+	// holdMax bounds the wait. A lease is extended every 5 s to 30 s
+	// ahead, so when Redis went away the tasks' leases had at least 25 s
+	// left; a write after the lease has run out is dropped by asynq.
+	holdMax = 15 * time.Second
+	// holdPoll is how often a held outcome asks whether Redis is back.
+	holdPoll = 200 * time.Millisecond
+)
+
+// pinger is what holdWhileRedisDown needs of Redis: the dead-letter store.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// holdWhileRedisDown returns at once when Redis answers; otherwise it
+// waits until it does, for at most holdMax and never past ctx's deadline
+// (less a second for asynq's own write). It reports whether Redis answers.
+func holdWhileRedisDown(ctx context.Context, rdb pinger) bool {
+	until := time.Now().Add(holdMax)
+	if d, ok := ctx.Deadline(); ok && d.Add(-time.Second).Before(until) {
+		until = d.Add(-time.Second)
+	}
+	pctx := context.WithoutCancel(ctx)
+	for {
+		left := time.Until(until)
+		attempt, cancel := context.WithTimeout(pctx, min(time.Second, max(left, holdPoll)))
+		err := rdb.Ping(attempt)
+		cancel()
+		if err == nil {
+			return true
+		}
+		if left <= holdPoll {
+			return false
+		}
+		time.Sleep(holdPoll)
+	}
+}
