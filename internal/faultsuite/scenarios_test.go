@@ -105,12 +105,13 @@ func TestAnswersSlowerThanTheHTTPTimeout(t *testing.T) {
 	time.Sleep(20 * time.Second)
 	s.srv.SetLatency(0)
 	fast := time.Now()
-	resumed := s.waitResumed()
 	done := s.waitDone()
 	s.check()
 	require.Positive(t, s.srv.Stats().Replays, "calls timed out on the worker's side were carried out, and replayed on retry")
-	s.report("answers after %s for %s; imports resumed %s after answers were fast again, full recovery %s after it",
-		seconds(wechatpay.DefaultHTTPTimeout+2*time.Second), seconds(fast.Sub(slow)), seconds(resumed.Sub(fast)), seconds(done.Sub(fast)))
+	// WeChat carries out a call whose caller timed out, so imports go on
+	// during the slow spell; what recovers is the calls' speed.
+	s.report("answers after %s for %s; full recovery %s after answers were fast again",
+		seconds(wechatpay.DefaultHTTPTimeout+2*time.Second), seconds(fast.Sub(slow)), seconds(done.Sub(fast)))
 }
 
 // TestWorkersAndEnqueuersAtOnce: three workers import while two
