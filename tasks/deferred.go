@@ -17,10 +17,12 @@ const (
 	DeferRedis = "redis_unavailable"
 )
 
-// DeferredError says an Importer held a call back without sending it to
-// WeChat: nothing happened to the member, so the task is retried after
-// RetryAfter without spending its retry budget and is never archived for it.
-// Importers that guard WeChat (internal/guard) return it.
+// DeferredError says a task did not finish for a reason that is not the
+// member's: an Importer held the call back without sending it to WeChat
+// (internal/guard returns it), or the handler could not write the result of
+// an import WeChat made (Redis down; WeChat replays it on the retry). The
+// task is retried after RetryAfter without spending its retry budget and is
+// never archived for it.
 type DeferredError struct {
 	// Reason is one of the Defer… constants.
 	Reason string

@@ -37,7 +37,8 @@ type HandlerConfig struct {
 //	rate limited    → retried, not counted against the retry budget
 //	systemic        → retried, not counted, logged at error level with a hint
 //	transient       → retried with backoff, counted
-//	deferred        → (DeferredError: the importer held the call back)
+//	deferred        → (DeferredError: the importer held the call back, or
+//	                  the result of an import could not be written to Redis)
 //	                  retried after its RetryAfter, not counted
 //
 // Every retry sends the same out_request_no, so WeChat returns the first
@@ -80,7 +81,11 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	duration := time.Since(start)
 	if err == nil {
 		log.Info().Str("outcome", string(OutcomeImported)).Str("request_id", res.RequestID).Dur("duration", duration).Msg("import done")
-		return writeResult(t, Result{Outcome: OutcomeImported, Code: res.Code})
+		if err := writeResult(t, Result{Outcome: OutcomeImported, Code: res.Code}); err != nil {
+			log.Warn().Err(err).Msg("result not written, will retry")
+			return err
+		}
+		return nil
 	}
 
 	var deferred *DeferredError

@@ -3,6 +3,7 @@ package faultsuite_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -41,12 +42,7 @@ func startRedisServer(t *testing.T) *redisServer {
 		}
 		t.Skip("redis-server is not in PATH; this scenario restarts a Redis of its own")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
+	port := sparePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	r := &redisServer{
 		Redis: &redistest.Redis{Opt: asynq.RedisClientOpt{Addr: addr}, URL: "redis://" + addr + "/0"},
@@ -60,6 +56,23 @@ func startRedisServer(t *testing.T) *redisServer {
 		}
 	})
 	return r
+}
+
+// sparePort returns a free port below Linux's ephemeral range (32768 and
+// up): while Redis is down for the restart, the workers' outgoing
+// connections could otherwise take its port as their local one.
+func sparePort(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err == nil {
+			_ = l.Close()
+			return port
+		}
+	}
+	t.Fatal("no spare port between 20000 and 32000")
+	return 0
 }
 
 // start runs the server on its port and files and waits until it answers.

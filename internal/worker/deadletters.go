@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -42,6 +43,10 @@ const storeTimeout = 5 * time.Second
 type deadLetters struct {
 	store *deadletter.Store
 	log   zerolog.Logger
+	// stop is closed when the worker stops: outcomes held while Redis is
+	// down (redishold.go) are let go, so shutdown is not held up.
+	stop     chan struct{}
+	stopOnce sync.Once
 }
 
 func newDeadLetters(cfg config.Worker, log zerolog.Logger) (*deadLetters, error) {
@@ -49,10 +54,25 @@ func newDeadLetters(cfg config.Worker, log zerolog.Logger) (*deadLetters, error)
 	if err != nil {
 		return nil, err
 	}
-	return &deadLetters{store: store, log: log}, nil
+	return &deadLetters{store: store, log: log, stop: make(chan struct{})}, nil
 }
 
 func (d *deadLetters) close() { _ = d.store.Close() }
+
+// stopHolding lets go of the outcomes held while Redis is down.
+func (d *deadLetters) stopHolding() { d.stopOnce.Do(func() { close(d.stop) }) }
+
+// redisInDoubt reports whether asynq's write of a failed task's outcome
+// may meet a Redis that is down: not when asynq has given up on the task
+// already (its lease ran out, or the attempt was cancelled), and not for a
+// call the guard held back after reading its state in Redis just now.
+func redisInDoubt(ctx context.Context, err error) bool {
+	if errors.Is(err, asynq.ErrLeaseExpired) || ctx.Err() != nil {
+		return false
+	}
+	var deferred *tasks.DeferredError
+	return !errors.As(err, &deferred) || deferred.Reason == tasks.DeferRedis
+}
 
 // HandleError implements asynq.ErrorHandler. asynq calls it on every
 // failure, before it decides between retry and archive; it records the
@@ -62,8 +82,11 @@ func (d *deadLetters) HandleError(ctx context.Context, task *asynq.Task, err err
 	if task.Type() != tasks.TypeImport || errors.Is(err, asynq.RevokeTask) {
 		return
 	}
-	// asynq writes the retry (or the archive) right after this returns.
-	holdWhileRedisDown(ctx, d.store)
+	if redisInDoubt(ctx, err) {
+		// asynq writes the retry (or the archive) right after this
+		// returns: hold it until Redis can take it.
+		holdWhileRedisDown(ctx, d.store, d.stop)
+	}
 	retried, ok1 := asynq.GetRetryCount(ctx)
 	maxRetry, ok2 := asynq.GetMaxRetry(ctx)
 	exhausted := ok1 && ok2 && retried >= maxRetry
@@ -94,10 +117,15 @@ func (d *deadLetters) middleware(next asynq.Handler) asynq.Handler {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 		defer cancel()
 		err = d.store.Remove(wctx, id)
-		if err != nil && holdWhileRedisDown(ctx, d.store) {
+		if err != nil && holdWhileRedisDown(ctx, d.store, d.stop) {
 			// Redis went away and is back: asynq can now mark the task
-			// completed, and the record can go.
-			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+			// completed, and the record can go, within what is left of
+			// the attempt.
+			timeout := storeTimeout
+			if dl, ok := ctx.Deadline(); ok {
+				timeout = min(timeout, time.Until(dl)-500*time.Millisecond)
+			}
+			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 			err = d.store.Remove(rctx, id)
 			rcancel()
 		}

@@ -129,8 +129,8 @@ func (f *fleet) waitState(t *testing.T, what string, within time.Duration, ok fu
 
 // TestTwoWorkersShareTheRateLimit is the issue's done-when: two worker
 // processes with WECHATPAY_RATE_LIMIT=40 against a stand-in that refuses
-// more than 40 calls in any second hold most of that rate between them,
-// and fewer than 1% of their calls are refused.
+// more than 40 calls in any second hold at least 90% of that rate between
+// them, and fewer than 1% of their calls are refused.
 func TestTwoWorkersShareTheRateLimit(t *testing.T) {
 	// Not parallel: the achieved rate is a measurement, and the emulator
 	// runs in this process, which other tests of the package would load.
@@ -142,11 +142,7 @@ func TestTwoWorkersShareTheRateLimit(t *testing.T) {
 	for _, p := range run.payloads {
 		require.Equal(t, 1, run.srv.ImportCount(p.CardID, p.OpenID))
 	}
-	// The rate achieved is a measurement: 0.96-0.97 of R on an idle
-	// machine (BenchmarkSharedRateLimit), 0.90 while the fault suite loads
-	// both cores beside it. The test holds it to 0.8, enough to show the
-	// fleet uses the allowance rather than starving on the shared limit.
-	require.GreaterOrEqual(t, run.achieved, 0.8, "the fleet uses the allowance")
+	require.GreaterOrEqual(t, run.achieved, 0.9, "the fleet uses the allowance")
 	require.Less(t, run.refused, 0.01, "the fleet stays under the limit")
 	for _, logs := range run.logs {
 		require.Contains(t, logs.String(), `"message":"import done"`, "both workers import")

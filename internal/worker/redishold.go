@@ -12,12 +12,11 @@ import (
 // active until asynq's lease recovery takes it back, 60 to 120 s later
 // (hibiken/asynq#1051). The worker therefore holds a finished task's
 // outcome while Redis does not answer, and returns it to asynq once Redis
-// is back, so that asynq's first write succeeds. A Redis restart then
-// costs the tasks in flight the restart's length, not two minutes each.
+// is back, so that asynq's first write can succeed.
 const (
 	// holdMax bounds the wait. A lease is extended every 5 s to 30 s
-	// ahead, so when Redis went away the tasks' leases had at least 25 s
-	// left; a write after the lease has run out is dropped by asynq.
+	// ahead; a write after the lease has run out is dropped by asynq, so
+	// a longer hold would gain nothing.
 	holdMax = 15 * time.Second
 	// holdPoll is how often a held outcome asks whether Redis is back.
 	holdPoll = 200 * time.Millisecond
@@ -29,25 +28,34 @@ type pinger interface {
 }
 
 // holdWhileRedisDown returns at once when Redis answers; otherwise it
-// waits until it does, for at most holdMax and never past ctx's deadline
-// (less a second for asynq's own write). It reports whether Redis answers.
-func holdWhileRedisDown(ctx context.Context, rdb pinger) bool {
+// waits until it does, for at most holdMax, never past ctx's deadline
+// (less a second for asynq's own write), and not once ctx is cancelled
+// (asynq gave up on the task) or stop is closed (the worker is stopping).
+// It reports whether Redis answers.
+func holdWhileRedisDown(ctx context.Context, rdb pinger, stop <-chan struct{}) bool {
 	until := time.Now().Add(holdMax)
 	if d, ok := ctx.Deadline(); ok && d.Add(-time.Second).Before(until) {
 		until = d.Add(-time.Second)
 	}
+	// The ping itself must run whatever the task's context says: asynq's
+	// ErrorHandler is called with a context that may be done already.
 	pctx := context.WithoutCancel(ctx)
 	for {
-		left := time.Until(until)
-		attempt, cancel := context.WithTimeout(pctx, min(time.Second, max(left, holdPoll)))
+		attempt, cancel := context.WithTimeout(pctx, time.Second)
 		err := rdb.Ping(attempt)
 		cancel()
 		if err == nil {
 			return true
 		}
-		if left <= holdPoll {
+		if time.Until(until) <= holdPoll || ctx.Err() != nil {
 			return false
 		}
-		time.Sleep(holdPoll)
+		select {
+		case <-time.After(holdPoll):
+		case <-ctx.Done():
+			return false
+		case <-stop:
+			return false
+		}
 	}
 }

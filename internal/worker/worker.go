@@ -106,6 +106,7 @@ func Serve(ctx context.Context, cfg config.Worker, log zerolog.Logger) error {
 	// Tasks waiting for the circuit or the rate limit go back to the
 	// queue now rather than at the end of their wait.
 	guarded.Stop()
+	dead.stopHolding()
 	// Shutdown waits up to ShutdownTimeout for in-flight imports, then hands
 	// the rest back to the queue without spending a retry.
 	srv.Shutdown()

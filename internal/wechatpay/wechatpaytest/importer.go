@@ -51,7 +51,7 @@ func (e *Emulator) handleImport(w http.ResponseWriter, r *http.Request) {
 	}
 	a := e.importMember(r.PathValue("card_id"), body)
 	e.reply(w, r, "", a)
-	if a.status/100 != 2 || r.Context().Err() != nil {
+	if a.status/100 != 2 || a.status == http.StatusAccepted || r.Context().Err() != nil {
 		e.countFailure(body)
 	}
 }
