@@ -24,7 +24,7 @@ go test -count="$runs" -run '^$' -bench Throughput -benchtime 1x -timeout 30m \
 # One line per run: the metric named after each value.
 awk '
 /^BenchmarkThroughput/ {
-	for (i = 4; i < NF; i += 2) v[$(i + 1)] = $i
+	for (i = 5; i < NF; i += 2) v[$(i + 1)] = $i
 	n++
 	printf "run %d: floor %6.1f imports/s  e2e %6.1f imports/s  ratio %.2f  latency p50 %6.1f ms p99 %6.1f ms  worker --concurrency 100: %6.1f imports/s, peak RSS %5.1f MB\n", \
 		n, v["floor_imports/s"], v["e2e_imports/s"], v["ratio"], v["p50_ms"], v["p99_ms"], v["c100_imports/s"], v["peak_rss_MB"]
