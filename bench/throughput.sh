@@ -21,12 +21,16 @@ trap 'rm -f "$out"' EXIT
 go test -count="$runs" -run '^$' -bench Throughput -benchtime 1x -timeout 30m \
 	./internal/throughput | tee "$out"
 
-# One line per run: the metric named after each value.
+# A block per run, each figure named.
 awk '
 /^BenchmarkThroughput/ {
 	for (i = 5; i < NF; i += 2) v[$(i + 1)] = $i
 	n++
-	printf "run %d: floor %6.1f imports/s  e2e %6.1f imports/s  ratio %.2f  latency p50 %6.1f ms p99 %6.1f ms  worker --concurrency 100: %6.1f imports/s, peak RSS %5.1f MB\n", \
-		n, v["floor_imports/s"], v["e2e_imports/s"], v["ratio"], v["p50_ms"], v["p99_ms"], v["c100_imports/s"], v["peak_rss_MB"]
+	printf "run %d\n", n
+	printf "  crypto floor        %7.1f imports/s  (%.2f ms CPU an import)\n", v["floor_imports/s"], v["floor_cpu_ms/import"]
+	printf "  end to end          %7.1f imports/s  (%.2f ms CPU an import: worker, sandbox, producer)\n", v["e2e_imports/s"], v["e2e_cpu_ms/import"]
+	printf "  ratio               %7.2f            (goal >= 0.8; by CPU an import: %.2f)\n", v["ratio"], v["cpu_ratio"]
+	printf "  latency at 20/s     p50 %.1f ms, p99 %.1f ms\n", v["p50_ms"], v["p99_ms"]
+	printf "  --concurrency 100   %7.1f imports/s, worker peak RSS %.1f MB\n", v["c100_imports/s"], v["peak_rss_MB"]
 }
 ' "$out"

@@ -66,6 +66,12 @@ const (
 //     wechatpay-sandbox process, until every task is completed; and e2e
 //     as a share of the floor (ratio). Each is the mean of two runs of
 //     3,000, taken in the order floor, e2e, e2e, floor;
+//   - floor_cpu_ms/import, e2e_cpu_ms/import: CPU time (user and system)
+//     per import of this process for the floor, of the worker, the
+//     sandbox and this process for e2e; Redis's is left out (the server
+//     may be shared). cpu_ratio, floor's over e2e's, is the ratio of
+//     what the two can carry on a machine with nothing else to do, and
+//     moves much less than imports/s with the other work of a shared host;
 //   - p50_ms, p99_ms: time from enqueue to completed at 20 imports a
 //     second, each task's state polled every millisecond;
 //   - peak_rss_MB: the worker's peak resident memory (VmHWM) at
@@ -79,7 +85,7 @@ func BenchmarkThroughput(b *testing.B) {
 	r := redistest.New(b)
 	keys := wechatpaytest.TestKeys(b)
 	sb := startSandbox(b)
-	var floor, e2e, c100, p50, p99, rss float64
+	var floor, e2e, floorCPU, e2eCPU, c100, p50, p99, rss float64
 	for i := range b.N {
 		tag := "tp" + strconv.Itoa(i)
 		// Floor and end to end twice each, in the order A B B A, so that
@@ -87,16 +93,17 @@ func BenchmarkThroughput(b *testing.B) {
 		for j, phase := range []string{"f", "e", "e", "f"} {
 			tag := tag + phase + strconv.Itoa(j)
 			if phase == "f" {
-				floor += cryptoFloor(b, r, keys, tag) / 2
+				rate, cpu := cryptoFloor(b, r, keys, tag)
+				floor, floorCPU = floor+rate/2, floorCPU+cpu/2
 				continue
 			}
-			rate, _ := endToEnd(b, r, sb, tag)
-			e2e += rate / 2
+			rate, cpu, _ := endToEnd(b, r, sb, tag)
+			e2e, e2eCPU = e2e+rate/2, e2eCPU+cpu/2
 		}
 		q50, q99 := latency(b, r, sb, tag+"l")
 		p50 += ms(q50)
 		p99 += ms(q99)
-		memRate, peakKB := endToEnd(b, r, sb, tag+"m", "--concurrency", strconv.Itoa(memConcurrency))
+		memRate, _, peakKB := endToEnd(b, r, sb, tag+"m", "--concurrency", strconv.Itoa(memConcurrency))
 		c100 += memRate
 		rss += float64(peakKB) / 1024
 	}
@@ -104,6 +111,9 @@ func BenchmarkThroughput(b *testing.B) {
 	b.ReportMetric(floor/n, "floor_imports/s")
 	b.ReportMetric(e2e/n, "e2e_imports/s")
 	b.ReportMetric(e2e/floor, "ratio")
+	b.ReportMetric(floorCPU/n, "floor_cpu_ms/import")
+	b.ReportMetric(e2eCPU/n, "e2e_cpu_ms/import")
+	b.ReportMetric(floorCPU/e2eCPU, "cpu_ratio")
 	b.ReportMetric(p50/n, "p50_ms")
 	b.ReportMetric(p99/n, "p99_ms")
 	b.ReportMetric(rss/n, "peak_rss_MB")
@@ -194,8 +204,8 @@ func failStuck(b *testing.B, r *redistest.Redis, queue string, done int64, want 
 // cryptoFloor runs an asynq server in this process, at the worker's
 // default concurrency and with its TaskCheckInterval, whose handler only signs and verifies what one
 // import costs, and returns its imports a second over bulkImports tasks
-// enqueued as for endToEnd.
-func cryptoFloor(b *testing.B, r *redistest.Redis, keys *wechatpaytest.Keys, tag string) float64 {
+// enqueued as for endToEnd, and the CPU time per import in ms.
+func cryptoFloor(b *testing.B, r *redistest.Redis, keys *wechatpaytest.Keys, tag string) (float64, float64) {
 	b.Helper()
 	queue := r.Queue(b)
 	srv := asynq.NewServer(r.Opt, asynq.Config{
@@ -210,8 +220,10 @@ func cryptoFloor(b *testing.B, r *redistest.Redis, keys *wechatpaytest.Keys, tag
 		b.Fatal(err)
 	}
 	defer srv.Shutdown()
+	cpu := cpuTime(b, os.Getpid())
 	d := bulk(b, r, queue, members(tag, bulkImports), nil)
-	return bulkImports / d.Seconds()
+	cpu = cpuTime(b, os.Getpid()) - cpu
+	return bulkImports / d.Seconds(), ms(cpu) / bulkImports
 }
 
 // cryptoOnly is a handler doing the RSA work of one import, over messages
@@ -250,6 +262,7 @@ func signVerify(priv *rsa.PrivateKey, pub *rsa.PublicKey, message string) error 
 
 // sandbox is a wechatpay-sandbox process.
 type sandbox struct {
+	pid int
 	url string
 	// env is its env file: the worker's WECHATPAY_* variables.
 	env map[string]string
@@ -266,7 +279,7 @@ func startSandbox(b *testing.B) *sandbox {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &sandbox{url: env[wechatpaytest.EnvBaseURL], env: env}
+	return &sandbox{pid: p.Process.Pid, url: env[wechatpaytest.EnvBaseURL], env: env}
 }
 
 // stats reads the sandbox's counts.
@@ -320,14 +333,23 @@ func stopWorker(b *testing.B, p *proctest.Process) {
 }
 
 // endToEnd runs a worker process with args and returns its imports a
-// second over bulkImports members, and its peak resident memory in kB.
+// second over bulkImports members, the CPU time per import in ms (worker,
+// sandbox and this process) and the worker's peak resident memory in kB.
 // It fails unless the sandbox imported each member once, refusing none.
-func endToEnd(b *testing.B, r *redistest.Redis, sb *sandbox, tag string, args ...string) (float64, int) {
+func endToEnd(b *testing.B, r *redistest.Redis, sb *sandbox, tag string, args ...string) (float64, float64, int) {
 	b.Helper()
 	queue := r.Queue(b)
 	w := startWorker(b, r, sb, queue, args...)
 	before := sb.stats(b)
+	pids := []int{w.Process.Pid, sb.pid, os.Getpid()}
+	var cpu time.Duration
+	for _, pid := range pids {
+		cpu -= cpuTime(b, pid)
+	}
 	d := bulk(b, r, queue, members(tag, bulkImports), w)
+	for _, pid := range pids {
+		cpu += cpuTime(b, pid)
+	}
 	after := sb.stats(b)
 	peak := vmHWM(b, w.Process.Pid)
 	stopWorker(b, w)
@@ -340,7 +362,29 @@ func endToEnd(b *testing.B, r *redistest.Redis, sb *sandbox, tag string, args ..
 	if !maps.Equal(before.Refusals, after.Refusals) {
 		b.Fatalf("sandbox refused calls in a fault-free run: before %v, after %v", before.Refusals, after.Refusals)
 	}
-	return bulkImports / d.Seconds(), peak
+	return bulkImports / d.Seconds(), ms(cpu) / bulkImports, peak
+}
+
+// clockTicks is the unit of /proc/PID/stat's times: USER_HZ, 100 on every
+// Linux architecture Go runs on.
+const clockTicks = 100
+
+// cpuTime is the CPU time, user and system, process pid has used.
+func cpuTime(b *testing.B, pid int) time.Duration {
+	b.Helper()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields follow the command name in parentheses, which may hold
+	// spaces: state is field 3, utime 14, stime 15.
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		b.Fatalf("/proc/%d/stat: %q", pid, stat)
+	}
+	return time.Duration(utime+stime) * time.Second / clockTicks
 }
 
 // vmHWM is the peak resident set of process pid, in kB.
