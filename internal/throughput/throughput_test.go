@@ -72,6 +72,7 @@ const (
 //     may be shared). cpu_ratio, floor's over e2e's, is the ratio of
 //     what the two can carry on a machine with nothing else to do, and
 //     moves much less than imports/s with the other work of a shared host;
+//     worker_cpu_ms/import and sandbox_cpu_ms/import split e2e's;
 //   - p50_ms, p99_ms: time from enqueue to completed at 20 imports a
 //     second, each task's state polled every millisecond;
 //   - peak_rss_MB: the worker's peak resident memory (VmHWM) at
@@ -85,7 +86,7 @@ func BenchmarkThroughput(b *testing.B) {
 	r := redistest.New(b)
 	keys := wechatpaytest.TestKeys(b)
 	sb := startSandbox(b)
-	var floor, e2e, floorCPU, e2eCPU, c100, p50, p99, rss float64
+	var floor, e2e, floorCPU, e2eCPU, workerCPU, sandboxCPU, c100, p50, p99, rss float64
 	for i := range b.N {
 		tag := "tp" + strconv.Itoa(i)
 		// Floor and end to end twice each, in the order A B B A, so that
@@ -97,15 +98,16 @@ func BenchmarkThroughput(b *testing.B) {
 				floor, floorCPU = floor+rate/2, floorCPU+cpu/2
 				continue
 			}
-			rate, cpu, _ := endToEnd(b, r, sb, tag)
-			e2e, e2eCPU = e2e+rate/2, e2eCPU+cpu/2
+			run := endToEnd(b, r, sb, tag)
+			e2e, e2eCPU = e2e+run.rate/2, e2eCPU+run.cpu()/2
+			workerCPU, sandboxCPU = workerCPU+run.cpuMs[0]/2, sandboxCPU+run.cpuMs[1]/2
 		}
 		q50, q99 := latency(b, r, sb, tag+"l")
 		p50 += ms(q50)
 		p99 += ms(q99)
-		memRate, _, peakKB := endToEnd(b, r, sb, tag+"m", "--concurrency", strconv.Itoa(memConcurrency))
-		c100 += memRate
-		rss += float64(peakKB) / 1024
+		mem := endToEnd(b, r, sb, tag+"m", "--concurrency", strconv.Itoa(memConcurrency))
+		c100 += mem.rate
+		rss += float64(mem.peakKB) / 1024
 	}
 	n := float64(b.N)
 	b.ReportMetric(floor/n, "floor_imports/s")
@@ -114,6 +116,8 @@ func BenchmarkThroughput(b *testing.B) {
 	b.ReportMetric(floorCPU/n, "floor_cpu_ms/import")
 	b.ReportMetric(e2eCPU/n, "e2e_cpu_ms/import")
 	b.ReportMetric(floorCPU/e2eCPU, "cpu_ratio")
+	b.ReportMetric(workerCPU/n, "worker_cpu_ms/import")
+	b.ReportMetric(sandboxCPU/n, "sandbox_cpu_ms/import")
 	b.ReportMetric(p50/n, "p50_ms")
 	b.ReportMetric(p99/n, "p99_ms")
 	b.ReportMetric(rss/n, "peak_rss_MB")
@@ -332,26 +336,39 @@ func stopWorker(b *testing.B, p *proctest.Process) {
 	}
 }
 
-// endToEnd runs a worker process with args and returns its imports a
-// second over bulkImports members, the CPU time per import in ms (worker,
-// sandbox and this process) and the worker's peak resident memory in kB.
-// It fails unless the sandbox imported each member once, refusing none.
-func endToEnd(b *testing.B, r *redistest.Redis, sb *sandbox, tag string, args ...string) (float64, float64, int) {
+// e2eRun is what endToEnd measured.
+type e2eRun struct {
+	// rate is in imports a second.
+	rate float64
+	// cpuMs is the CPU time an import, in ms, of the worker, the sandbox
+	// and this process (the producer, the poller, the worker's log).
+	cpuMs [3]float64
+	// peakKB is the worker's peak resident memory.
+	peakKB int
+}
+
+func (r e2eRun) cpu() float64 { return r.cpuMs[0] + r.cpuMs[1] + r.cpuMs[2] }
+
+// endToEnd runs a worker process with args and measures it over
+// bulkImports members. It fails unless the sandbox imported each member
+// once, refusing none.
+func endToEnd(b *testing.B, r *redistest.Redis, sb *sandbox, tag string, args ...string) e2eRun {
 	b.Helper()
 	queue := r.Queue(b)
 	w := startWorker(b, r, sb, queue, args...)
 	before := sb.stats(b)
 	pids := []int{w.Process.Pid, sb.pid, os.Getpid()}
-	var cpu time.Duration
-	for _, pid := range pids {
-		cpu -= cpuTime(b, pid)
+	var cpu [3]time.Duration
+	for i, pid := range pids {
+		cpu[i] = cpuTime(b, pid)
 	}
 	d := bulk(b, r, queue, members(tag, bulkImports), w)
-	for _, pid := range pids {
-		cpu += cpuTime(b, pid)
+	run := e2eRun{rate: bulkImports / d.Seconds()}
+	for i, pid := range pids {
+		run.cpuMs[i] = ms(cpuTime(b, pid)-cpu[i]) / bulkImports
 	}
 	after := sb.stats(b)
-	peak := vmHWM(b, w.Process.Pid)
+	run.peakKB = vmHWM(b, w.Process.Pid)
 	stopWorker(b, w)
 	if got := after.Imports - before.Imports; got != bulkImports {
 		b.Fatalf("sandbox imported %d members, want %d", got, bulkImports)
@@ -362,7 +379,7 @@ func endToEnd(b *testing.B, r *redistest.Redis, sb *sandbox, tag string, args ..
 	if !maps.Equal(before.Refusals, after.Refusals) {
 		b.Fatalf("sandbox refused calls in a fault-free run: before %v, after %v", before.Refusals, after.Refusals)
 	}
-	return bulkImports / d.Seconds(), ms(cpu) / bulkImports, peak
+	return run
 }
 
 // clockTicks is the unit of /proc/PID/stat's times: USER_HZ, 100 on every
