@@ -1,0 +1,518 @@
+package throughput_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/cardimport/cardimport/internal/buildtest"
+	"github.com/cardimport/cardimport/internal/config"
+	"github.com/cardimport/cardimport/internal/proctest"
+	"github.com/cardimport/cardimport/internal/redisconn"
+	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
+	"github.com/cardimport/cardimport/internal/worker"
+	"github.com/cardimport/cardimport/tasks"
+)
+
+func TestMain(m *testing.M) { os.Exit(buildtest.Main(m)) }
+
+const (
+	// card is the card id of WeChat's own examples.
+	card = "pbLatjvWOibDc5-TBnbUk1pD12o0"
+	// bulkImports is the size of each throughput run.
+	bulkImports = 3000
+	// latencyRate and latencyImports make the light load the latency is
+	// measured under: 20 members a second for 10 seconds.
+	latencyRate    = 20
+	latencyImports = 200
+	// memConcurrency is the worker's --concurrency of the memory run.
+	memConcurrency = 100
+	// rateLimit is WECHATPAY_RATE_LIMIT for every run: far above what two
+	// cores carry, so that the benchmark measures capacity, not WeChat's
+	// limit (10 a second by default).
+	rateLimit = "100000"
+	// waitFor bounds every run; the slowest takes about 15 s.
+	waitFor = 3 * time.Minute
+)
+
+// BenchmarkThroughput measures, in one run on one machine:
+//
+//   - floor: imports a second of an asynq server in this process, at the
+//     worker's default concurrency, whose handler does only the
+//     cryptography one import costs (the merchant signs the request and
+//     WeChat verifies it; WeChat signs the answer and the merchant
+//     verifies it: two RSA-2048 signatures, two verifications);
+//   - e2e: imports a second of the product: the same 3,000 enqueues, a
+//     real worker process at its default concurrency, a real
+//     wechatpay-sandbox process, until every task is completed; and e2e
+//     as a share of the floor (ratio). Each is the mean of two runs of
+//     3,000, taken in the order floor, e2e, e2e, floor;
+//   - floor_cpu_ms/import, e2e_cpu_ms/import: CPU time (user and system)
+//     per import of this process for the floor, of the worker, the
+//     sandbox and this process for e2e; Redis's is left out (the server
+//     may be shared). cpu_ratio, floor's over e2e's, is the ratio of
+//     what the two can carry on a machine with nothing else to do, and
+//     moves much less than imports/s with the other work of a shared host;
+//     worker_cpu_ms/import and sandbox_cpu_ms/import split e2e's;
+//   - p50_ms, p99_ms: time from enqueue to completed at 20 imports a
+//     second, each task's state polled every millisecond;
+//   - peak_rss_MB: the worker's peak resident memory (VmHWM) at
+//     --concurrency 100 over 3,000 imports, and c100_imports/s its rate.
+//
+// Run it with -benchtime 1x (bench/throughput.sh); it needs REDIS_URL.
+func BenchmarkThroughput(b *testing.B) {
+	if os.Getenv("REDIS_URL") == "" {
+		b.Skip("needs REDIS_URL: throughput is measured against a real Redis")
+	}
+	r := redistest.New(b)
+	keys := wechatpaytest.TestKeys(b)
+	sb := startSandbox(b)
+	var floor, e2e, floorCPU, e2eCPU, workerCPU, sandboxCPU, c100, p50, p99, rss float64
+	for i := range b.N {
+		tag := "tp" + strconv.Itoa(i)
+		// Floor and end to end twice each, in the order A B B A, so that
+		// the other work of a shared host weighs on both alike.
+		for j, phase := range []string{"f", "e", "e", "f"} {
+			tag := tag + phase + strconv.Itoa(j)
+			if phase == "f" {
+				rate, cpu := cryptoFloor(b, r, keys, tag)
+				floor, floorCPU = floor+rate/2, floorCPU+cpu/2
+				continue
+			}
+			run := endToEnd(b, r, sb, tag)
+			e2e, e2eCPU = e2e+run.rate/2, e2eCPU+run.cpu()/2
+			workerCPU, sandboxCPU = workerCPU+run.cpuMs[0]/2, sandboxCPU+run.cpuMs[1]/2
+		}
+		q50, q99 := latency(b, r, sb, tag+"l")
+		p50 += ms(q50)
+		p99 += ms(q99)
+		mem := endToEnd(b, r, sb, tag+"m", "--concurrency", strconv.Itoa(memConcurrency))
+		c100 += mem.rate
+		rss += float64(mem.peakKB) / 1024
+	}
+	n := float64(b.N)
+	b.ReportMetric(floor/n, "floor_imports/s")
+	b.ReportMetric(e2e/n, "e2e_imports/s")
+	b.ReportMetric(e2e/floor, "ratio")
+	b.ReportMetric(floorCPU/n, "floor_cpu_ms/import")
+	b.ReportMetric(e2eCPU/n, "e2e_cpu_ms/import")
+	b.ReportMetric(floorCPU/e2eCPU, "cpu_ratio")
+	b.ReportMetric(workerCPU/n, "worker_cpu_ms/import")
+	b.ReportMetric(sandboxCPU/n, "sandbox_cpu_ms/import")
+	b.ReportMetric(p50/n, "p50_ms")
+	b.ReportMetric(p99/n, "p99_ms")
+	b.ReportMetric(rss/n, "peak_rss_MB")
+	b.ReportMetric(c100/n, "c100_imports/s")
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// members returns n valid members no other run of this benchmark uses.
+func members(tag string, n int) []tasks.Payload {
+	ms := make([]tasks.Payload, n)
+	for i := range ms {
+		ms[i] = tasks.Payload{
+			CardID:       card,
+			OpenID:       fmt.Sprintf("oUpF8uMuAJO%s%07d", tag, i),
+			OutRequestNo: fmt.Sprintf("1900000001-%s-%07d", tag, i),
+		}
+	}
+	return ms
+}
+
+// producer enqueues into queue as a Go producer does.
+func producer(b *testing.B, r *redistest.Redis, queue string) *tasks.Producer {
+	b.Helper()
+	c := asynq.NewClient(r.Opt)
+	b.Cleanup(func() { _ = c.Close() })
+	p, err := tasks.NewProducer(c, tasks.WithTaskOptions(tasks.WithQueue(queue)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// bulk enqueues members into queue and waits until every one is
+// completed; it returns the time from the first enqueue to the last
+// completion. Whatever works the queue must be running already.
+func bulk(b *testing.B, r *redistest.Redis, queue string, ms []tasks.Payload, worker *proctest.Process) time.Duration {
+	b.Helper()
+	p := producer(b, r, queue)
+	rdb, err := redisconn.Client(r.Opt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rdb.Close()
+	ctx := redistest.Context(b)
+	start := time.Now()
+	results, err := p.EnqueueMany(ctx, ms)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, res := range results {
+		if res.Duplicate || res.Err != nil {
+			b.Fatalf("member %d: duplicate=%v err=%v", res.Index, res.Duplicate, res.Err)
+		}
+	}
+	// asynq keeps a completed task (it has a retention) in the queue's
+	// completed set: counting that set is one cheap call per poll.
+	completed := "asynq:{" + queue + "}:completed"
+	deadline := start.Add(waitFor)
+	for {
+		n, err := rdb.ZCard(ctx, completed).Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n >= int64(len(ms)) {
+			return time.Since(start)
+		}
+		if time.Now().After(deadline) {
+			failStuck(b, r, queue, n, len(ms), worker)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// failStuck ends the benchmark with where the queue stands.
+func failStuck(b *testing.B, r *redistest.Redis, queue string, done int64, want int, worker *proctest.Process) {
+	b.Helper()
+	insp := asynq.NewInspector(r.Opt)
+	defer insp.Close()
+	info, err := insp.GetQueueInfo(queue)
+	msg := fmt.Sprintf("%d of %d imports completed within %s; queue: %+v %v", done, want, waitFor, info, err)
+	if worker != nil {
+		msg += "\nworker log (tail):\n" + tail(worker.Out.String())
+	}
+	b.Fatal(msg)
+}
+
+// cryptoFloor runs an asynq server in this process, at the worker's
+// default concurrency and with its TaskCheckInterval, whose handler only signs and verifies what one
+// import costs, and returns its imports a second over bulkImports tasks
+// enqueued as for endToEnd, and the CPU time per import in ms.
+func cryptoFloor(b *testing.B, r *redistest.Redis, keys *wechatpaytest.Keys, tag string) (float64, float64) {
+	b.Helper()
+	queue := r.Queue(b)
+	srv := asynq.NewServer(r.Opt, asynq.Config{
+		Concurrency:       config.DefaultConcurrency,
+		Queues:            map[string]int{queue: 1},
+		TaskCheckInterval: worker.TaskCheckInterval,
+		LogLevel:          asynq.WarnLevel,
+	})
+	mux := asynq.NewServeMux()
+	mux.Handle(tasks.TypeImport, cryptoOnly(b, keys))
+	if err := srv.Start(mux); err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Shutdown()
+	cpu := cpuTime(b, os.Getpid())
+	d := bulk(b, r, queue, members(tag, bulkImports), nil)
+	cpu = cpuTime(b, os.Getpid()) - cpu
+	return bulkImports / d.Seconds(), ms(cpu) / bulkImports
+}
+
+// cryptoOnly is a handler doing the RSA work of one import, over messages
+// shaped like the real ones: the merchant signs the request (method, URI,
+// timestamp, nonce, body) and WeChat verifies it with the merchant's
+// certificate; WeChat signs its answer with the WeChat Pay public key's
+// private half and the merchant verifies it. All RSA-2048, PKCS#1 v1.5,
+// SHA-256, as WECHATPAY2-SHA256-RSA2048.
+func cryptoOnly(b *testing.B, keys *wechatpaytest.Keys) asynq.Handler {
+	mchPub, ok := keys.MchCert.PublicKey.(*rsa.PublicKey)
+	if !ok {
+		b.Fatal("merchant certificate has no RSA key")
+	}
+	wxPub := keys.WechatPayPublicKey()
+	uri := "/v3/marketing/membercard-open/cards/" + card + "/users/import"
+	return asynq.HandlerFunc(func(_ context.Context, t *asynq.Task) error {
+		ts := strconv.FormatInt(time.Now().Unix(), 10)
+		nonce := rand.Text()
+		request := "POST\n" + uri + "\n" + ts + "\n" + nonce + "\n" + string(t.Payload()) + "\n"
+		if err := signVerify(keys.MchPrivateKey, mchPub, request); err != nil {
+			return err
+		}
+		answer := ts + "\n" + nonce + "\n" + `{"code":"` + nonce[:16] + `"}` + "\n"
+		return signVerify(keys.PublicKeyPrivate, wxPub, answer)
+	})
+}
+
+func signVerify(priv *rsa.PrivateKey, pub *rsa.PublicKey, message string) error {
+	sum := sha256.Sum256([]byte(message))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, priv, crypto.SHA256, sum[:])
+	if err != nil {
+		return err
+	}
+	return rsa.VerifyPKCS1v15(pub, crypto.SHA256, sum[:], sig)
+}
+
+// sandbox is a wechatpay-sandbox process.
+type sandbox struct {
+	pid int
+	url string
+	// env is its env file: the worker's WECHATPAY_* variables.
+	env map[string]string
+}
+
+// startSandbox runs cmd/wechatpay-sandbox on a free port, fault-free, as
+// an operator load-testing would, and reads the env file it writes.
+func startSandbox(b *testing.B) *sandbox {
+	b.Helper()
+	dir := b.TempDir()
+	p := proctest.Start(b, "wechatpay-sandbox", nil, "--addr", "127.0.0.1:0", "--dir", dir)
+	waitOutput(b, p, "listening on ")
+	env, err := wechatpaytest.ReadEnvFile(filepath.Join(dir, wechatpaytest.FileEnv))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &sandbox{pid: p.Process.Pid, url: env[wechatpaytest.EnvBaseURL], env: env}
+}
+
+// stats reads the sandbox's counts.
+func (s *sandbox) stats(b *testing.B) wechatpaytest.Stats {
+	b.Helper()
+	res, err := http.Get(s.url + "/stats")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer res.Body.Close()
+	var st wechatpaytest.Stats
+	if err := json.NewDecoder(res.Body).Decode(&st); err != nil {
+		b.Fatal(err)
+	}
+	return st
+}
+
+// waitOutput waits until p has written want.
+func waitOutput(b *testing.B, p *proctest.Process, want string) {
+	b.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(p.Out.String(), want) {
+		if time.Now().After(deadline) {
+			b.Fatalf("%s did not write %q within 30s:\n%s", p.Path, want, p.Out)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// startWorker runs a worker process on queue against the sandbox, with
+// the sandbox's env file as its environment, and waits until it works.
+func startWorker(b *testing.B, r *redistest.Redis, sb *sandbox, queue string, args ...string) *proctest.Process {
+	b.Helper()
+	vars := maps.Clone(sb.env)
+	vars["REDIS_URL"] = r.URL
+	vars["QUEUE"] = queue
+	vars["WECHATPAY_RATE_LIMIT"] = rateLimit
+	p := proctest.Start(b, "worker", proctest.Environ(vars), args...)
+	waitOutput(b, p, `"message":"worker started"`)
+	return p
+}
+
+// stopWorker ends the worker as an operator does, so that it uses no CPU
+// during the next run.
+func stopWorker(b *testing.B, p *proctest.Process) {
+	b.Helper()
+	_ = p.Process.Signal(syscall.SIGTERM)
+	if err := p.Wait(); err != nil {
+		b.Fatalf("worker exit: %v\n%s", err, p.Out)
+	}
+}
+
+// e2eRun is what endToEnd measured.
+type e2eRun struct {
+	// rate is in imports a second.
+	rate float64
+	// cpuMs is the CPU time an import, in ms, of the worker, the sandbox
+	// and this process (the producer, the poller, the worker's log).
+	cpuMs [3]float64
+	// peakKB is the worker's peak resident memory.
+	peakKB int
+}
+
+func (r e2eRun) cpu() float64 { return r.cpuMs[0] + r.cpuMs[1] + r.cpuMs[2] }
+
+// endToEnd runs a worker process with args and measures it over
+// bulkImports members. It fails unless the sandbox imported each member
+// once, refusing none.
+func endToEnd(b *testing.B, r *redistest.Redis, sb *sandbox, tag string, args ...string) e2eRun {
+	b.Helper()
+	queue := r.Queue(b)
+	w := startWorker(b, r, sb, queue, args...)
+	before := sb.stats(b)
+	pids := []int{w.Process.Pid, sb.pid, os.Getpid()}
+	var cpu [3]time.Duration
+	for i, pid := range pids {
+		cpu[i] = cpuTime(b, pid)
+	}
+	d := bulk(b, r, queue, members(tag, bulkImports), w)
+	run := e2eRun{rate: bulkImports / d.Seconds()}
+	for i, pid := range pids {
+		run.cpuMs[i] = ms(cpuTime(b, pid)-cpu[i]) / bulkImports
+	}
+	after := sb.stats(b)
+	run.peakKB = vmHWM(b, w.Process.Pid)
+	stopWorker(b, w)
+	if got := after.Imports - before.Imports; got != bulkImports {
+		b.Fatalf("sandbox imported %d members, want %d", got, bulkImports)
+	}
+	if got := after.Members - before.Members; got != bulkImports {
+		b.Fatalf("sandbox holds %d new members, want %d", got, bulkImports)
+	}
+	if !maps.Equal(before.Refusals, after.Refusals) {
+		b.Fatalf("sandbox refused calls in a fault-free run: before %v, after %v", before.Refusals, after.Refusals)
+	}
+	return run
+}
+
+// clockTicks is the unit of /proc/PID/stat's times: USER_HZ, 100 on every
+// Linux architecture Go runs on.
+const clockTicks = 100
+
+// cpuTime is the CPU time, user and system, process pid has used.
+func cpuTime(b *testing.B, pid int) time.Duration {
+	b.Helper()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields follow the command name in parentheses, which may hold
+	// spaces: state is field 3, utime 14, stime 15.
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		b.Fatalf("/proc/%d/stat: %q", pid, stat)
+	}
+	return time.Duration(utime+stime) * time.Second / clockTicks
+}
+
+// vmHWM is the peak resident set of process pid, in kB.
+func vmHWM(b *testing.B, pid int) int {
+	b.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.Lines(string(status)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			if err != nil {
+				b.Fatalf("VmHWM: %q: %v", v, err)
+			}
+			return kb
+		}
+	}
+	b.Fatalf("no VmHWM in /proc/%d/status", pid)
+	return 0
+}
+
+// latency enqueues latencyImports members at latencyRate a second, one by
+// one, into a worker at its default concurrency, and returns the 50th and
+// 99th percentiles of the time from just before each enqueue to the poll
+// that first finds the task completed. asynq stamps completed_at in whole
+// seconds, so a poller asks asynq for the state of every task not yet
+// completed, every millisecond: a latency is late by at most one poll
+// round (about a millisecond plus a Redis round trip per task in flight).
+func latency(b *testing.B, r *redistest.Redis, sb *sandbox, tag string) (p50, p99 time.Duration) {
+	b.Helper()
+	queue := r.Queue(b)
+	w := startWorker(b, r, sb, queue)
+	defer stopWorker(b, w)
+	p := producer(b, r, queue)
+	insp := asynq.NewInspector(r.Opt)
+	defer insp.Close()
+	ctx := redistest.Context(b)
+
+	var (
+		mu       sync.Mutex
+		inFlight = map[string]time.Time{} // out_request_no → enqueued at
+		all      bool                     // every member is enqueued
+		lat      []time.Duration
+		pollErr  error
+	)
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		deadline := time.Now().Add(waitFor)
+		for {
+			mu.Lock()
+			ids, done := slices.Collect(maps.Keys(inFlight)), all && len(inFlight) == 0
+			mu.Unlock()
+			if done {
+				return
+			}
+			for _, id := range ids {
+				info, err := insp.GetTaskInfo(queue, id)
+				if err != nil {
+					mu.Lock()
+					pollErr = err
+					mu.Unlock()
+					return
+				}
+				if info.State == asynq.TaskStateCompleted {
+					mu.Lock()
+					lat = append(lat, time.Since(inFlight[id]))
+					delete(inFlight, id)
+					mu.Unlock()
+				}
+			}
+			if time.Now().After(deadline) {
+				mu.Lock()
+				pollErr = fmt.Errorf("%d imports not completed within %s", len(inFlight), waitFor)
+				mu.Unlock()
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+
+	tick := time.NewTicker(time.Second / latencyRate)
+	defer tick.Stop()
+	for _, m := range members(tag, latencyImports) {
+		<-tick.C
+		at := time.Now()
+		if dup, err := p.Enqueue(ctx, m); dup || err != nil {
+			b.Fatalf("enqueue %s: duplicate=%v err=%v", m.OutRequestNo, dup, err)
+		}
+		mu.Lock()
+		inFlight[m.OutRequestNo] = at
+		mu.Unlock()
+	}
+	mu.Lock()
+	all = true
+	mu.Unlock()
+	<-polled
+	if pollErr != nil {
+		b.Fatalf("latency: %v\nworker log (tail):\n%s", pollErr, tail(w.Out.String()))
+	}
+	slices.Sort(lat)
+	return quantile(lat, 0.50), quantile(lat, 0.99)
+}
+
+// quantile is the nearest-rank q-quantile of sorted.
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[max(0, int(math.Ceil(q*float64(len(sorted))))-1)]
+}
+
+func tail(s string) string { return s[max(0, len(s)-4000):] }
