@@ -13,7 +13,6 @@
 package faultsuite_test
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -30,9 +29,7 @@ import (
 
 	"github.com/cardimport/cardimport/internal/buildtest"
 	"github.com/cardimport/cardimport/internal/deadletter"
-	"github.com/cardimport/cardimport/internal/guard"
 	"github.com/cardimport/cardimport/internal/proctest"
-	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/internal/redistest"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/tasks"
@@ -114,13 +111,6 @@ func newScenario(t *testing.T, name string, r *redistest.Redis, opts ...wechatpa
 	s.srv = wechatpaytest.NewServer(wechatpaytest.TestKeys(t), append([]wechatpaytest.Option{wechatpaytest.WithFirstAttemptFaults(transientShare)}, opts...)...)
 	t.Cleanup(s.srv.Close)
 	s.queue = r.Queue(t)
-	t.Cleanup(func() {
-		rdb, err := redisconn.Client(r.Opt)
-		if err == nil {
-			_ = guard.DeleteState(context.Background(), rdb, s.queue)
-			_ = rdb.Close()
-		}
-	})
 	s.vars = proctest.WorkerEnv(t, s.srv, r, s.queue)
 	s.vars["WECHATPAY_RATE_LIMIT"] = strconv.Itoa(rateLimit)
 	s.insp = asynq.NewInspector(r.Opt)

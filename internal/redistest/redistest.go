@@ -68,7 +68,8 @@ func (r *Redis) Queue(tb testing.TB) string {
 func (r *Redis) DropQueue(q string) { r.dropQueue(q) }
 
 // dropQueue removes every key of queue q: asynq's and the project's own
-// (cardimport:{q}:…, e.g. dead letters). asynq's DeleteQueue leaves the
+// (cardimport:{q}:…, e.g. dead letters and the guard's circuit, and the
+// guard's rate limit, which redis_rate keeps under rate:cardimport:{q}:…). asynq's DeleteQueue leaves the
 // completed tasks and the statistics behind, and with the queue gone no
 // janitor ever expires them; queue names are unique, so deleting by the
 // queue's key prefix touches nothing else.
@@ -82,7 +83,7 @@ func (r *Redis) dropQueue(q string) {
 	}
 	defer rc.Close()
 	ctx := context.Background()
-	for _, pattern := range []string{"asynq:{" + q + "}:*", "cardimport:{" + q + "}:*"} {
+	for _, pattern := range []string{"asynq:{" + q + "}:*", "cardimport:{" + q + "}:*", "rate:cardimport:{" + q + "}:*"} {
 		iter := rc.Scan(ctx, 0, pattern, 500).Iterator()
 		for iter.Next(ctx) {
 			_ = rc.Unlink(ctx, iter.Val()).Err()

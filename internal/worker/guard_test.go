@@ -208,8 +208,6 @@ func TestOutageOpensTheCircuitAndRecovers(t *testing.T) {
 func TestWrongKeyArchivesNothingAndRestartImports(t *testing.T) {
 	t.Parallel()
 	b := setupProcess(t)
-	rdb := b.r.Opt.MakeRedisClient().(redis.UniversalClient)
-	t.Cleanup(func() { _ = guard.DeleteState(context.Background(), rdb, b.queue); _ = rdb.Close() })
 	wrong, err := wechatpaytest.GenerateKeys()
 	require.NoError(t, err)
 	k := *b.srv.Keys

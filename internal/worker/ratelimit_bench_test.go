@@ -1,7 +1,6 @@
 package worker_test
 
 import (
-	"context"
 	"fmt"
 	"os/exec"
 	"strconv"
@@ -9,10 +8,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/cardimport/cardimport/internal/buildtest"
-	"github.com/cardimport/cardimport/internal/guard"
 	"github.com/cardimport/cardimport/internal/logtest"
 	"github.com/cardimport/cardimport/internal/proctest"
 	"github.com/cardimport/cardimport/internal/redistest"
@@ -66,9 +63,6 @@ func runRateLimited(b testing.TB, rate, n int) rateRun {
 	vars := proctest.WorkerEnv(b, srv, r, queue)
 	vars["WECHATPAY_RATE_LIMIT"] = strconv.Itoa(rate)
 	env := proctest.Environ(vars)
-	rdb := r.Opt.MakeRedisClient().(redis.UniversalClient)
-	defer rdb.Close()
-	defer func() { _ = guard.DeleteState(context.Background(), rdb, queue) }()
 
 	c := asynq.NewClient(r.Opt)
 	run := rateRun{srv: srv, logs: [2]*logtest.Buffer{{}, {}}}
