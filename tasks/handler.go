@@ -81,11 +81,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	duration := time.Since(start)
 	if err == nil {
 		log.Info().Str("outcome", string(OutcomeImported)).Str("request_id", res.RequestID).Dur("duration", duration).Msg("import done")
-		if err := writeResult(t, Result{Outcome: OutcomeImported, Code: res.Code}); err != nil {
-			log.Warn().Err(err).Msg("result not written, will retry")
-			return err
-		}
-		return nil
+		return writeResult(t, log, Result{Outcome: OutcomeImported, Code: res.Code})
 	}
 
 	var deferred *DeferredError
@@ -118,7 +114,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	ev.Msg(msg)
 	if kind == wechatpay.KindAlreadyMember {
-		return writeResult(t, Result{Outcome: OutcomeAlreadyMember})
+		return writeResult(t, log, Result{Outcome: OutcomeAlreadyMember})
 	}
 	return ret
 }
@@ -144,7 +140,9 @@ func decide(ctx context.Context, kind wechatpay.Kind, err error) (zerolog.Level,
 	return zerolog.WarnLevel, "import failed, will retry", fmt.Errorf("import: %w", err)
 }
 
-func writeResult(t *asynq.Task, r Result) error {
+// writeResult stores r as the task's result; when Redis does not take it,
+// it logs so and returns the DeferredError that retries the task.
+func writeResult(t *asynq.Task, log zerolog.Logger, r Result) error {
 	data, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encode result: %w", err)
@@ -155,6 +153,7 @@ func writeResult(t *asynq.Task, r Result) error {
 			// task is retried, WeChat answers the retry with the same
 			// result, and the member's budget is not spent on a fault
 			// that was never WeChat's.
+			log.Warn().Err(err).Msg("result not written, will retry")
 			return &DeferredError{Reason: DeferRedis, RetryAfter: time.Second, Err: fmt.Errorf("write result: %w", err)}
 		}
 	}
