@@ -29,7 +29,7 @@ awk '
 	printf "run %d\n", n
 	printf "  crypto floor        %7.1f imports/s  (%.2f ms CPU an import)\n", v["floor_imports/s"], v["floor_cpu_ms/import"]
 	printf "  end to end          %7.1f imports/s  (%.2f ms CPU an import: worker %.2f, sandbox %.2f, producer)\n", v["e2e_imports/s"], v["e2e_cpu_ms/import"], v["worker_cpu_ms/import"], v["sandbox_cpu_ms/import"]
-	printf "  ratio               %7.2f            (goal >= 0.8; by CPU an import: %.2f)\n", v["ratio"], v["cpu_ratio"]
+	printf "  ratio               %7.3f           (goal >= 0.8; by CPU an import: %.3f)\n", v["ratio"], v["cpu_ratio"]
 	printf "  latency at 20/s     p50 %.1f ms, p99 %.1f ms\n", v["p50_ms"], v["p99_ms"]
 	printf "  --concurrency 100   %7.1f imports/s, worker peak RSS %.1f MB\n", v["c100_imports/s"], v["peak_rss_MB"]
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cardimport/cardimport/internal/guard"
 	"github.com/cardimport/cardimport/internal/logtest"
+	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/internal/redistest"
 	"github.com/cardimport/cardimport/internal/wechatpay"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
@@ -30,6 +31,7 @@ const card = "pbLatjvWOibDc5-TBnbUk1pD12o0"
 // made with newGuard stand for workers of the fleet.
 type testBundle struct {
 	srv   *wechatpaytest.Server
+	redis *redistest.Redis
 	rdb   redis.UniversalClient
 	queue string
 }
@@ -37,7 +39,7 @@ type testBundle struct {
 func setup(t *testing.T, opts ...wechatpaytest.Option) *testBundle {
 	t.Helper()
 	r := redistest.New(t)
-	b := &testBundle{queue: r.Queue(t), rdb: r.Opt.MakeRedisClient().(redis.UniversalClient)}
+	b := &testBundle{redis: r, queue: r.Queue(t), rdb: r.Opt.MakeRedisClient().(redis.UniversalClient)}
 	t.Cleanup(func() {
 		require.NoError(t, guard.DeleteState(context.Background(), b.rdb, b.queue))
 		_ = b.rdb.Close()
@@ -51,6 +53,12 @@ func setup(t *testing.T, opts ...wechatpaytest.Option) *testBundle {
 // and its log.
 func (b *testBundle) newGuard(t *testing.T, key *rsa.PrivateKey, cfg guard.Config) (*guard.Guard, *logtest.Buffer) {
 	t.Helper()
+	return b.newGuardOn(t, b.rdb, key, cfg)
+}
+
+// newGuardOn is newGuard with its own Redis client.
+func (b *testBundle) newGuardOn(t *testing.T, rdb redis.UniversalClient, key *rsa.PrivateKey, cfg guard.Config) (*guard.Guard, *logtest.Buffer) {
+	t.Helper()
 	wcfg := b.srv.ClientConfig(wechatpay.ModePublicKey)
 	if key != nil {
 		wcfg.MchPrivateKey = key
@@ -60,7 +68,7 @@ func (b *testBundle) newGuard(t *testing.T, key *rsa.PrivateKey, cfg guard.Confi
 	t.Cleanup(wc.Close)
 	logs := &logtest.Buffer{}
 	log := zerolog.New(logs)
-	cfg.Redis, cfg.Queue, cfg.Logger = b.rdb, b.queue, &log
+	cfg.Redis, cfg.Queue, cfg.Logger = rdb, b.queue, &log
 	if cfg.Rate == 0 {
 		cfg.Rate = 1000
 	}
@@ -357,4 +365,102 @@ func TestNoTimeLeftForTheCallDefers(t *testing.T) {
 	_, err := g.Import(ctx, request())
 	require.NoError(t, err)
 	require.Equal(t, 1, b.srv.Stats().Requests)
+}
+
+// circuitCalls counts the commands a Redis client sends that name a
+// circuit's key (the breaker's scripts), a script Redis did not hold yet
+// once.
+type circuitCalls struct{ n atomic.Int64 }
+
+func (c *circuitCalls) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *circuitCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if redis.HasErrorPrefix(err, "NOSCRIPT") {
+			// go-redis loads the script and runs it again: one call.
+			return err
+		}
+		for _, a := range cmd.Args() {
+			if s, ok := a.(string); ok && strings.HasSuffix(s, ":circuit") {
+				c.n.Add(1)
+				break
+			}
+		}
+		return err
+	}
+}
+
+func (c *circuitCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// countingClient is a Redis client of the bundle's Redis that counts the
+// breaker's round trips.
+func (b *testBundle) countingClient(t *testing.T) (redis.UniversalClient, *circuitCalls) {
+	t.Helper()
+	rdb, err := redisconn.Client(b.redis.Opt)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = rdb.Close() })
+	calls := &circuitCalls{}
+	rdb.AddHook(calls)
+	return rdb, calls
+}
+
+// TestHealthyCallsSkipTheCircuitRoundTrips: while the circuit is closed
+// and no failure is counted, a worker asks Redis about the circuit about
+// once per guard.ViewFresh, not twice a call; a failure makes it ask at
+// every call again, and the good answer after it resets the run in Redis.
+func TestHealthyCallsSkipTheCircuitRoundTrips(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	rdb, calls := b.countingClient(t)
+	g, _ := b.newGuardOn(t, rdb, nil, guard.Config{FailureThreshold: 3})
+	const n = 40
+	start := time.Now()
+	for range n {
+		_, err := g.Import(context.Background(), request())
+		require.NoError(t, err)
+	}
+	elapsed := time.Since(start)
+	bound := 1 + int64(elapsed/guard.ViewFresh+1)
+	t.Logf("%d calls in %s: %d circuit round trips (bound %d)", n, elapsed.Round(time.Millisecond), calls.n.Load(), bound)
+	require.LessOrEqual(t, calls.n.Load(), bound)
+	require.Less(t, calls.n.Load(), int64(n), "fewer than one a call")
+
+	b.srv.FailNext(1, 500, "SYSTEM_ERROR", "系统错误")
+	_, err := g.Import(context.Background(), request())
+	require.Error(t, err)
+	require.Equal(t, 1, b.state(t).Failures)
+	before := calls.n.Load()
+	_, err = g.Import(context.Background(), request())
+	require.NoError(t, err)
+	require.Zero(t, b.state(t).Failures, "the good answer after a failure resets the run")
+	require.Equal(t, int64(2), calls.n.Load()-before, "after a failure: the circuit is read before the call and reset after it")
+}
+
+// TestAnotherWorkersOpenCircuitReachesAHealthyWorker: a worker whose calls
+// all went well sees a circuit another worker opened within
+// guard.ViewFresh: its next call after that waits for the probe turn, and,
+// its signature being good, closes the circuit.
+func TestAnotherWorkersOpenCircuitReachesAHealthyWorker(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	probe := 300 * time.Millisecond
+	good, goodLogs := b.newGuard(t, nil, guard.Config{ProbeInterval: probe, MaxWait: 3 * time.Second})
+	_, err := good.Import(context.Background(), request())
+	require.NoError(t, err)
+
+	bad, _ := b.newGuard(t, wrongKey(t), guard.Config{ProbeInterval: probe})
+	_, err = bad.Import(context.Background(), request())
+	require.Equal(t, wechatpay.KindSystemic, wechatpay.KindOf(err))
+	require.True(t, b.state(t).Open)
+
+	time.Sleep(guard.ViewFresh)
+	start := time.Now()
+	_, err = good.Import(context.Background(), request())
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, time.Since(start), probe/2, "the call waited for the probe turn")
+	require.False(t, b.state(t).Open)
+	require.Equal(t, 1, strings.Count(goodLogs.String(), "circuit closed, imports resume"), goodLogs.String())
 }
