@@ -12,12 +12,16 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/tasks"
@@ -47,6 +51,86 @@ func New(tb testing.TB) *Redis {
 	m := miniredis.RunT(tb)
 	return &Redis{Opt: asynq.RedisClientOpt{Addr: m.Addr()}, URL: "redis://" + m.Addr() + "/0", Embedded: m}
 }
+
+// NewPrivate returns a Redis database of the test's own, for a test that
+// reads what asynq keeps for the whole server — the list of queues, every
+// queue's statistics, the servers — as the dashboard's overview does: on a
+// shared database another test's queue can be deleted between two of those
+// reads. With REDIS_URL set it claims one of databases 1–15 that is empty,
+// under a key with a TTL in REDIS_URL's database so that parallel tests and
+// packages never share one, and empties it and gives it back when the test
+// ends. A database holding anything is never claimed, so data of the
+// developer's own is never touched. Without REDIS_URL it is New: each
+// embedded miniredis is the test's own already.
+func NewPrivate(tb testing.TB) *Redis {
+	tb.Helper()
+	r := New(tb)
+	if r.Embedded != nil {
+		return r
+	}
+	base, ok := r.Opt.(asynq.RedisClientOpt)
+	if !ok {
+		tb.Fatalf("REDIS_URL: a private database needs a single Redis server, not %T", r.Opt)
+	}
+	u, err := url.Parse(r.URL)
+	if err != nil {
+		tb.Fatalf("REDIS_URL: %v", err)
+	}
+	rc, err := redisconn.Client(base)
+	if err != nil {
+		tb.Fatalf("REDIS_URL: %v", err)
+	}
+	defer rc.Close()
+	ctx := context.Background()
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	token := hex.EncodeToString(b)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		for db := 1; db < 16; db++ {
+			if db == base.DB {
+				continue
+			}
+			claim := fmt.Sprintf("cardimport:redistest:db:%d", db)
+			if ok, err := rc.SetNX(ctx, claim, token, time.Hour).Result(); err != nil {
+				tb.Fatalf("claim a Redis database: %v", err)
+			} else if !ok {
+				continue
+			}
+			opt := base
+			opt.DB = db
+			own, err := redisconn.Client(opt)
+			if err != nil {
+				tb.Fatalf("REDIS_URL: %v", err)
+			}
+			if n, err := own.DBSize(ctx).Result(); err != nil || n != 0 {
+				// Keep the claim on a database that holds something (or
+				// that this server lacks), so that no test tries it again
+				// within the hour.
+				_ = own.Close()
+				continue
+			}
+			tb.Cleanup(func() {
+				ctx := context.Background()
+				_ = own.FlushDB(ctx).Err()
+				_ = own.Close()
+				if rc, err := redisconn.Client(base); err == nil {
+					_ = releaseScript.Run(ctx, rc, []string{claim}, token).Err()
+					_ = rc.Close()
+				}
+			})
+			u.Path = fmt.Sprintf("/%d", db)
+			return &Redis{Opt: opt, URL: u.String()}
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("no empty Redis database among 1-15 could be claimed within a minute")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// releaseScript deletes a claim only if it is still ours.
+var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
 // Queue returns a queue name no other test uses, and removes the queue and
 // every key of it when the test ends.

@@ -2,6 +2,7 @@ package redistest_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -49,4 +50,44 @@ func TestQueueLeavesNoKeys(t *testing.T) {
 	keys, err := rc.Keys(context.Background(), "asynq:{"+q+"}:*").Result()
 	require.NoError(t, err)
 	require.Empty(t, keys)
+}
+
+// TestPrivateDatabases: two tests' private databases hold each other's
+// queues apart (asynq's list of queues shows only the test's own), and
+// each is left empty when its test ends.
+func TestPrivateDatabases(t *testing.T) {
+	var rs [2]*redistest.Redis
+	use := func(t *testing.T, i int) {
+		rs[i] = redistest.NewPrivate(t)
+		c := asynq.NewClient(rs[i].Opt)
+		defer c.Close()
+		_, err := c.Enqueue(asynq.NewTask("t", nil), asynq.Queue(fmt.Sprintf("private-%d", i)))
+		require.NoError(t, err)
+	}
+	queues := func(r *redistest.Redis) []string {
+		insp := asynq.NewInspector(r.Opt)
+		defer insp.Close()
+		qs, err := insp.Queues()
+		require.NoError(t, err)
+		return qs
+	}
+	t.Run("first", func(t *testing.T) {
+		use(t, 0)
+		t.Run("second, while the first holds its database", func(t *testing.T) {
+			use(t, 1)
+			require.NotEqual(t, rs[0].URL, rs[1].URL)
+			require.Equal(t, []string{"private-0"}, queues(rs[0]))
+			require.Equal(t, []string{"private-1"}, queues(rs[1]))
+		})
+	})
+	if rs[0].Embedded != nil {
+		return // each embedded server was its test's own and is gone
+	}
+	for _, r := range rs {
+		rc := r.Opt.MakeRedisClient().(redis.UniversalClient)
+		n, err := rc.DBSize(context.Background()).Result()
+		_ = rc.Close()
+		require.NoError(t, err)
+		require.Zero(t, n, "%s left empty", r.URL)
+	}
 }

@@ -75,7 +75,9 @@ func startDashboardRun(t *testing.T, extraArgs ...string) *dashboardRun {
 	if testing.Short() {
 		t.Skip("runs a worker with its dashboard")
 	}
-	d := &dashboardRun{srv: wechatpaytest.NewServer(wechatpaytest.TestKeys(t)), r: redistest.New(t), user: "ops", pass: "correct horse battery"}
+	// A database of its own: the dashboard's overview pages read every
+	// queue on the server, and other tests delete theirs meanwhile.
+	d := &dashboardRun{srv: wechatpaytest.NewServer(wechatpaytest.TestKeys(t)), r: redistest.NewPrivate(t), user: "ops", pass: "correct horse battery"}
 	t.Cleanup(d.srv.Close)
 	d.queue = d.r.Queue(t)
 	env := proctest.WorkerEnv(t, d.srv, d.r, d.queue)
