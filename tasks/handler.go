@@ -26,6 +26,17 @@ type HandlerConfig struct {
 	// Logger receives one line per attempt. Defaults to a logger that
 	// discards everything.
 	Logger *zerolog.Logger
+	// Results, when set, stores the result of each finished import in
+	// place of the task's own asynq ResultWriter. The worker's stores it
+	// and drops the member's dead letter in one Redis round trip.
+	Results ResultStore
+}
+
+// ResultStore stores the result of a finished import: the JSON of a Result,
+// under the task's ID (its out_request_no). An error retries the task
+// without spending its budget, as a result asynq could not write does.
+type ResultStore interface {
+	WriteResult(ctx context.Context, taskID string, result []byte) error
 }
 
 // Handler processes TypeImport tasks. It maps the kind of WeChat's answer to
@@ -46,6 +57,7 @@ type HandlerConfig struct {
 type Handler struct {
 	importer Importer
 	logger   zerolog.Logger
+	results  ResultStore
 }
 
 // NewHandler returns a Handler, or an error when cfg lacks its Importer.
@@ -57,7 +69,7 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if cfg.Logger != nil {
 		logger = *cfg.Logger
 	}
-	return &Handler{importer: cfg.Importer, logger: logger}, nil
+	return &Handler{importer: cfg.Importer, logger: logger, results: cfg.Results}, nil
 }
 
 // ProcessTask implements asynq.Handler.
@@ -81,7 +93,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	duration := time.Since(start)
 	if err == nil {
 		log.Info().Str("outcome", string(OutcomeImported)).Str("request_id", res.RequestID).Dur("duration", duration).Msg("import done")
-		return writeResult(t, log, Result{Outcome: OutcomeImported, Code: res.Code})
+		return h.writeResult(ctx, t, log, Result{Outcome: OutcomeImported, Code: res.Code})
 	}
 
 	var deferred *DeferredError
@@ -114,7 +126,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	ev.Msg(msg)
 	if kind == wechatpay.KindAlreadyMember {
-		return writeResult(t, log, Result{Outcome: OutcomeAlreadyMember})
+		return h.writeResult(ctx, t, log, Result{Outcome: OutcomeAlreadyMember})
 	}
 	return ret
 }
@@ -142,20 +154,25 @@ func decide(ctx context.Context, kind wechatpay.Kind, err error) (zerolog.Level,
 
 // writeResult stores r as the task's result; when Redis does not take it,
 // it logs so and returns the DeferredError that retries the task.
-func writeResult(t *asynq.Task, log zerolog.Logger, r Result) error {
+func (h *Handler) writeResult(ctx context.Context, t *asynq.Task, log zerolog.Logger, r Result) error {
 	data, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encode result: %w", err)
 	}
-	if w := t.ResultWriter(); w != nil {
-		if _, err := w.Write(data); err != nil {
-			// The import happened but Redis did not take the result: the
-			// task is retried, WeChat answers the retry with the same
-			// result, and the member's budget is not spent on a fault
-			// that was never WeChat's.
-			log.Warn().Err(err).Msg("result not written, will retry")
-			return &DeferredError{Reason: DeferRedis, RetryAfter: time.Second, Err: fmt.Errorf("write result: %w", err)}
-		}
+	switch {
+	case h.results != nil:
+		id, _ := asynq.GetTaskID(ctx)
+		err = h.results.WriteResult(ctx, id, data)
+	case t.ResultWriter() != nil:
+		_, err = t.ResultWriter().Write(data)
+	}
+	if err != nil {
+		// The import happened but Redis did not take the result: the
+		// task is retried, WeChat answers the retry with the same
+		// result, and the member's budget is not spent on a fault that
+		// was never WeChat's.
+		log.Warn().Err(err).Msg("result not written, will retry")
+		return &DeferredError{Reason: DeferRedis, RetryAfter: time.Second, Err: fmt.Errorf("write result: %w", err)}
 	}
 	return nil
 }

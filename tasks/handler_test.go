@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/config"
+	"github.com/cardimport/cardimport/internal/deadletter"
 	"github.com/cardimport/cardimport/internal/logtest"
 	"github.com/cardimport/cardimport/internal/redistest"
 	"github.com/cardimport/cardimport/internal/wechatpay"
@@ -42,6 +45,9 @@ type setupOpts struct {
 	mchKey *rsa.PrivateKey
 	// wrap, if set, stands between the handler and the WeChat Pay client.
 	wrap func(tasks.Importer) tasks.Importer
+	// results, if set, makes the handler's ResultStore from the test's
+	// Redis and queue.
+	results func(r *redistest.Redis, queue string) tasks.ResultStore
 }
 
 func setup(t *testing.T, o setupOpts) *testBundle {
@@ -64,7 +70,11 @@ func setup(t *testing.T, o setupOpts) *testBundle {
 	if o.wrap != nil {
 		imp = o.wrap(wc)
 	}
-	h, err := tasks.NewHandler(tasks.HandlerConfig{Importer: imp, Logger: &log})
+	hcfg := tasks.HandlerConfig{Importer: imp, Logger: &log}
+	if o.results != nil {
+		hcfg.Results = o.results(r, b.queue)
+	}
+	h, err := tasks.NewHandler(hcfg)
 	require.NoError(t, err)
 	srv := worker.NewServer(config.Worker{
 		Redis: r.Opt, Queue: b.queue, Concurrency: 4,
@@ -233,6 +243,51 @@ func TestHandlerCompletesAlreadyMember(t *testing.T) {
 	require.Equal(t, tasks.Result{Outcome: tasks.OutcomeAlreadyMember}, result(t, info))
 	require.Equal(t, 0, info.Retried)
 	require.Equal(t, 0, b.srv.Stats().Imports)
+}
+
+// failingResults fails the first write of each task, as a Redis that went
+// away between the import and its result would, then stores results in the
+// dead-letter store, as the worker does.
+type failingResults struct {
+	store  *deadletter.Store
+	failed sync.Map
+}
+
+func (f *failingResults) WriteResult(ctx context.Context, taskID string, result []byte) error {
+	if _, again := f.failed.LoadOrStore(taskID, true); !again {
+		return errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
+	}
+	return f.store.WriteResult(ctx, taskID, result)
+}
+
+// TestHandlerRetriesAResultRedisDidNotTake: an import whose result Redis
+// does not take is retried under the same out_request_no without spending
+// its budget, and completes with WeChat's first answer; the member is
+// imported once, and the member's dead letter goes with the result.
+func TestHandlerRetriesAResultRedisDidNotTake(t *testing.T) {
+	t.Parallel()
+	var store *deadletter.Store
+	b := setup(t, setupOpts{results: func(r *redistest.Redis, queue string) tasks.ResultStore {
+		var err error
+		store, err = deadletter.New(r.Opt, queue)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = store.Close() })
+		return &failingResults{store: store}
+	}})
+	p := member("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
+	ctx := redistest.Context(t)
+	require.NoError(t, store.Record(ctx, deadletter.FromFailure(p.OutRequestNo, []byte(`{}`), 1, errors.New("earlier failure"), time.Now())))
+	b.enqueue(t, p)
+	info := b.waitState(t, p.OutRequestNo, asynq.TaskStateCompleted)
+	r := result(t, info)
+	require.Equal(t, tasks.OutcomeImported, r.Outcome)
+	require.Regexp(t, `^[0-9]{12}$`, r.Code)
+	require.Equal(t, 0, info.Retried, "no retry spent")
+	require.Equal(t, 1, b.srv.ImportCount(testCard, p.OpenID))
+	require.Equal(t, 2, b.srv.Stats().Requests, "called twice under one out_request_no")
+	require.Contains(t, b.logs.String(), `"message":"result not written, will retry"`)
+	_, err := store.Get(ctx, p.OutRequestNo)
+	require.ErrorIs(t, err, deadletter.ErrNotFound)
 }
 
 func TestTaskOptionsReachTheQueue(t *testing.T) {

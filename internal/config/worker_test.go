@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/config"
+	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/internal/wechatpay"
 )
 
@@ -70,7 +71,7 @@ func TestLoadWorker(t *testing.T) {
 				require.Equal(t, config.DefaultConcurrency, w.Concurrency)
 				require.Equal(t, 2*time.Second, w.RetryMinDelay)
 				require.Equal(t, 10*time.Minute, w.RetryMaxDelay)
-				require.Equal(t, asynq.RedisClientOpt{Addr: "127.0.0.1:6379", DB: 3}, w.Redis)
+				require.Equal(t, redisconn.ClientOpt{RedisClientOpt: asynq.RedisClientOpt{Addr: "127.0.0.1:6379", DB: 3}}, w.Redis)
 				mode, err := w.WeChat.Mode()
 				require.NoError(t, err)
 				require.Equal(t, wechatpay.ModePublicKey, mode)
@@ -84,7 +85,7 @@ func TestLoadWorker(t *testing.T) {
 				require.Equal(t, "vip", w.Queue)
 				require.Equal(t, 7, w.Concurrency)
 				require.Equal(t, time.Second, w.RetryMinDelay)
-				require.Equal(t, asynq.RedisClientOpt{Addr: "10.0.0.1:6380", DB: 1}, w.Redis)
+				require.Equal(t, redisconn.ClientOpt{RedisClientOpt: asynq.RedisClientOpt{Addr: "10.0.0.1:6380", DB: 1}}, w.Redis)
 			},
 		},
 		{

@@ -40,8 +40,11 @@ type Store struct {
 	queue string
 	index string // the sorted set
 	rec   string // prefix of the record hashes
-	insp  *asynq.Inspector
-	cli   *asynq.Client
+	// taskKey prefixes asynq's hash of a task of the queue
+	// (base.TaskKey), where WriteResult puts the result.
+	taskKey string
+	insp    *asynq.Inspector
+	cli     *asynq.Client
 
 	// beforeDelete and afterEnqueue, nil outside tests, run inside a
 	// replay's two windows (before it removes the archived task, after it
@@ -74,12 +77,13 @@ func NewFromRedisClient(rdb redis.UniversalClient, queue string) (*Store, error)
 	}
 	prefix := "cardimport:{" + queue + "}:dead"
 	return &Store{
-		rdb:   rdb,
-		queue: queue,
-		index: prefix,
-		rec:   prefix + ":",
-		insp:  asynq.NewInspectorFromRedisClient(rdb),
-		cli:   asynq.NewClientFromRedisClient(rdb),
+		rdb:     rdb,
+		queue:   queue,
+		index:   prefix,
+		rec:     prefix + ":",
+		taskKey: "asynq:{" + queue + "}:t:",
+		insp:    asynq.NewInspectorFromRedisClient(rdb),
+		cli:     asynq.NewClientFromRedisClient(rdb),
 	}, nil
 }
 
@@ -131,6 +135,23 @@ func (s *Store) Remove(ctx context.Context, outRequestNo string) error {
 	pipe.ZRem(ctx, s.index, outRequestNo)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("dead letters: remove: %w", err)
+	}
+	return nil
+}
+
+// WriteResult finishes a successful import in one transaction, so one
+// round trip: it writes the result to the asynq task, as asynq's
+// ResultWriter does (the "result" field of the task's hash), and removes
+// the record of its out_request_no (an import task's ID), whichever way
+// the task was put back. It implements tasks.ResultStore; the worker's
+// handler stores every result through it.
+func (s *Store) WriteResult(ctx context.Context, taskID string, result []byte) error {
+	pipe := s.rdb.TxPipeline()
+	pipe.HSet(ctx, s.taskKey+taskID, "result", result)
+	pipe.Del(ctx, s.rec+taskID)
+	pipe.ZRem(ctx, s.index, taskID)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("write result: %w", err)
 	}
 	return nil
 }

@@ -255,3 +255,36 @@ func TestFromArchived(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteResult: a replayed member's import succeeds through a server
+// whose handler stores its result with WriteResult: asynq shows the task
+// completed with that result, the member's record is gone, and another
+// member's record stays.
+func TestWriteResult(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p, other := payload(1), payload(2)
+	for _, m := range []tasks.Payload{p, other} {
+		require.NoError(t, b.store.Record(b.ctx, refused(t, m, 403, "NO_AUTH", time.Now())))
+	}
+	b.serve(t, func(ctx context.Context, _ *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
+		return b.store.WriteResult(ctx, id, []byte(`{"outcome":"imported","code":"CARDCODE-1"}`))
+	})
+	b.enqueue(t, p)
+	info := b.waitState(t, p.OutRequestNo, asynq.TaskStateCompleted)
+	require.JSONEq(t, `{"outcome":"imported","code":"CARDCODE-1"}`, string(info.Result), "asynq reads the result where WriteResult put it")
+	_, err := b.store.Get(b.ctx, p.OutRequestNo)
+	require.ErrorIs(t, err, deadletter.ErrNotFound)
+	_, err = b.store.Get(b.ctx, other.OutRequestNo)
+	require.NoError(t, err)
+	n, err := b.store.Count(b.ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+
+	// A Redis that does not answer: the error says what was not done.
+	down, err := deadletter.New(asynq.RedisClientOpt{Addr: "127.0.0.1:1"}, b.queue)
+	require.NoError(t, err)
+	defer down.Close()
+	require.ErrorContains(t, down.WriteResult(b.ctx, other.OutRequestNo, []byte(`{}`)), "write result")
+}

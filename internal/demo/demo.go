@@ -25,6 +25,7 @@ import (
 	"github.com/cardimport/cardimport/internal/config"
 	"github.com/cardimport/cardimport/internal/enqueuecmd"
 	"github.com/cardimport/cardimport/internal/logging"
+	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/internal/wechatpay"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/internal/worker"
@@ -116,7 +117,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fmt.Fprintf(stdout, "redis: %s (embedded; e.g. REDIS_URL=%s go run ./cmd/enqueue dead list)\n", redisURL, redisURL)
 
 	wcfg := config.Worker{
-		Redis:       asynq.RedisClientOpt{Addr: redis.Addr()},
+		Redis:       redisconn.ClientOpt{RedisClientOpt: asynq.RedisClientOpt{Addr: redis.Addr()}},
 		Queue:       tasks.DefaultQueue,
 		Concurrency: cfg.concurrency,
 		// Short backoff, so retries are seen within seconds.

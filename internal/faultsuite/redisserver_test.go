@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/cardimport/cardimport/internal/logtest"
+	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/internal/redistest"
 )
 
@@ -45,7 +46,7 @@ func startRedisServer(t *testing.T) *redisServer {
 	port := sparePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	r := &redisServer{
-		Redis: &redistest.Redis{Opt: asynq.RedisClientOpt{Addr: addr}, URL: "redis://" + addr + "/0"},
+		Redis: &redistest.Redis{Opt: redisconn.ClientOpt{RedisClientOpt: asynq.RedisClientOpt{Addr: addr}}, URL: "redis://" + addr + "/0"},
 		bin:   bin, dir: t.TempDir(), port: port,
 	}
 	r.start(t)

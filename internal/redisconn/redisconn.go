@@ -35,7 +35,35 @@ func Parse(source, raw string) (asynq.RedisConnOpt, error) {
 		msg := strings.TrimPrefix(err.Error(), "asynq: ")
 		return nil, fmt.Errorf("%s: %s (want redis://host:port/db, rediss://…, redis-sentinel://…)", source, msg)
 	}
+	if single, ok := opt.(asynq.RedisClientOpt); ok {
+		return ClientOpt{single}, nil
+	}
 	return opt, nil
+}
+
+// ClientOpt connects to a single Redis server as asynq's RedisClientOpt
+// does, but its clients speak RESP2. Nothing here needs RESP3 (asynq,
+// redis_rate and this project send plain commands and Lua scripts), and on
+// a RESP3 connection go-redis looks for push notifications before every
+// reply it reads: about 2% of a busy worker's CPU. Parse returns it for
+// redis://, rediss:// and redis-socket:// URLs.
+type ClientOpt struct{ asynq.RedisClientOpt }
+
+// MakeRedisClient implements asynq.RedisConnOpt.
+func (o ClientOpt) MakeRedisClient() any {
+	return redis.NewClient(&redis.Options{
+		Network:      o.Network,
+		Addr:         o.Addr,
+		Username:     o.Username,
+		Password:     o.Password,
+		DB:           o.DB,
+		DialTimeout:  o.DialTimeout,
+		ReadTimeout:  o.ReadTimeout,
+		WriteTimeout: o.WriteTimeout,
+		PoolSize:     o.PoolSize,
+		TLSConfig:    o.TLSConfig,
+		Protocol:     2,
+	})
 }
 
 // Client returns the go-redis client opt makes, for the parts that keep

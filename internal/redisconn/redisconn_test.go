@@ -20,8 +20,8 @@ func TestParse(t *testing.T) {
 		want    asynq.RedisConnOpt
 		wantErr string
 	}{
-		{name: "db", raw: "redis://127.0.0.1:6379/2", want: asynq.RedisClientOpt{Addr: "127.0.0.1:6379", DB: 2}},
-		{name: "password", raw: "redis://:pw@h:1/0", want: asynq.RedisClientOpt{Addr: "h:1", Password: "pw"}},
+		{name: "db", raw: "redis://127.0.0.1:6379/2", want: redisconn.ClientOpt{RedisClientOpt: asynq.RedisClientOpt{Addr: "127.0.0.1:6379", DB: 2}}},
+		{name: "password", raw: "redis://:pw@h:1/0", want: redisconn.ClientOpt{RedisClientOpt: asynq.RedisClientOpt{Addr: "h:1", Password: "pw"}}},
 		{name: "sentinel", raw: "redis-sentinel://s1:26379,s2:26379?master=mymaster", want: asynq.RedisFailoverClientOpt{MasterName: "mymaster", SentinelAddrs: []string{"s1:26379", "s2:26379"}}},
 		{name: "empty", raw: "", wantErr: "REDIS_URL: is required (redis://host:port/db)"},
 		{name: "scheme", raw: "http://h:1", wantErr: `REDIS_URL: unsupported uri scheme: "http" (want redis://host:port/db, rediss://…, redis-sentinel://…)`},
@@ -38,6 +38,30 @@ func TestParse(t *testing.T) {
 			require.Equal(t, tt.want, got)
 		})
 	}
+}
+
+// TestClientsSpeakRESP2: the clients a parsed URL makes, asynq's included,
+// talk RESP2 to the server.
+func TestClientsSpeakRESP2(t *testing.T) {
+	t.Parallel()
+	r := redistest.New(t)
+	if r.Embedded != nil {
+		t.Skip("the embedded server does not answer CLIENT INFO")
+	}
+	opt, err := redisconn.Parse("REDIS_URL", r.URL)
+	require.NoError(t, err)
+	rc, err := redisconn.Client(opt)
+	require.NoError(t, err)
+	defer rc.Close()
+	info, err := rc.ClientInfo(context.Background()).Result()
+	require.NoError(t, err)
+	require.Equal(t, 2, info.Resp)
+	asynqs, ok := opt.MakeRedisClient().(*redis.Client)
+	require.True(t, ok)
+	defer asynqs.Close()
+	info, err = asynqs.ClientInfo(context.Background()).Result()
+	require.NoError(t, err)
+	require.Equal(t, 2, info.Resp)
 }
 
 func TestCheck(t *testing.T) {

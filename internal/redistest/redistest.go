@@ -42,14 +42,15 @@ type Redis struct {
 func New(tb testing.TB) *Redis {
 	tb.Helper()
 	if url := os.Getenv("REDIS_URL"); url != "" {
-		opt, err := asynq.ParseRedisURI(url)
+		// Parsed as the worker parses it, so tests connect as it does.
+		opt, err := redisconn.Parse("REDIS_URL", url)
 		if err != nil {
-			tb.Fatalf("REDIS_URL: %v", err)
+			tb.Fatal(err)
 		}
 		return &Redis{Opt: opt, URL: url}
 	}
 	m := miniredis.RunT(tb)
-	return &Redis{Opt: asynq.RedisClientOpt{Addr: m.Addr()}, URL: "redis://" + m.Addr() + "/0", Embedded: m}
+	return &Redis{Opt: redisconn.ClientOpt{RedisClientOpt: asynq.RedisClientOpt{Addr: m.Addr()}}, URL: "redis://" + m.Addr() + "/0", Embedded: m}
 }
 
 // NewPrivate returns a Redis database of the test's own, for a test that
@@ -68,7 +69,7 @@ func NewPrivate(tb testing.TB) *Redis {
 	if r.Embedded != nil {
 		return r
 	}
-	base, ok := r.Opt.(asynq.RedisClientOpt)
+	base, ok := r.Opt.(redisconn.ClientOpt)
 	if !ok {
 		tb.Fatalf("REDIS_URL: a private database needs a single Redis server, not %T", r.Opt)
 	}

@@ -49,6 +49,11 @@ const (
 	// measured under: 20 members a second for 10 seconds.
 	latencyRate    = 20
 	latencyImports = 200
+	// rounds is how many times floor and e2e each run twice, in the order
+	// floor, e2e, e2e, floor: the other work of a shared host comes and
+	// goes within seconds, and more, shorter alternations weigh on both
+	// alike.
+	rounds = 2
 	// memConcurrency is the worker's --concurrency of the memory run.
 	memConcurrency = 100
 	// rateLimit is WECHATPAY_RATE_LIMIT for every run: far above what two
@@ -69,9 +74,10 @@ const (
 //   - e2e: imports a second of the product: the same 3,000 enqueues, a
 //     real worker process at its default concurrency, a real
 //     wechatpay-sandbox process, until every task is completed; and e2e
-//     as a share of the floor (ratio). Each is the mean of two runs of
-//     3,000, taken in the order floor, e2e, e2e, floor; each run's server
-//     or worker first works through 300 imports untimed (warmImports);
+//     as a share of the floor (ratio). Each is the mean of four runs of
+//     3,000, taken in the order floor, e2e, e2e, floor, twice (rounds);
+//     each run's server or worker first works through 300 imports
+//     untimed (warmImports), and each run's rate is logged;
 //   - floor_cpu_ms/import, e2e_cpu_ms/import: CPU time (user and system)
 //     per import of this process for the floor, of the worker, the
 //     sandbox and this process for e2e; Redis's is left out (the server
@@ -95,18 +101,21 @@ func BenchmarkThroughput(b *testing.B) {
 	var floor, e2e, floorCPU, e2eCPU, workerCPU, sandboxCPU, c100, p50, p99, rss float64
 	for i := range b.N {
 		tag := "tp" + strconv.Itoa(i)
-		// Floor and end to end twice each, in the order A B B A, so that
-		// the other work of a shared host weighs on both alike.
-		for j, phase := range []string{"f", "e", "e", "f"} {
-			tag := tag + phase + strconv.Itoa(j)
-			if phase == "f" {
+		// Floor and end to end twice each per round, in the order A B B
+		// A, so that the other work of a shared host weighs on both alike.
+		const runs = 2 * rounds
+		for j, phase := range strings.Repeat("feef", rounds) {
+			tag := tag + string(phase) + strconv.Itoa(j)
+			if phase == 'f' {
 				rate, cpu := cryptoFloor(b, r, keys, tag)
-				floor, floorCPU = floor+rate/2, floorCPU+cpu/2
+				floor, floorCPU = floor+rate/runs, floorCPU+cpu/runs
+				b.Logf("floor %6.1f imports/s, %.2f ms CPU an import", rate, cpu)
 				continue
 			}
 			run := endToEnd(b, r, sb, tag)
-			e2e, e2eCPU = e2e+run.rate/2, e2eCPU+run.cpu()/2
-			workerCPU, sandboxCPU = workerCPU+run.cpuMs[0]/2, sandboxCPU+run.cpuMs[1]/2
+			e2e, e2eCPU = e2e+run.rate/runs, e2eCPU+run.cpu()/runs
+			workerCPU, sandboxCPU = workerCPU+run.cpuMs[0]/runs, sandboxCPU+run.cpuMs[1]/runs
+			b.Logf("e2e   %6.1f imports/s, %.2f ms CPU an import", run.rate, run.cpu())
 		}
 		q50, q99 := latency(b, r, sb, tag+"l")
 		p50 += ms(q50)

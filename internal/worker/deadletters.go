@@ -34,9 +34,11 @@ const storeTimeout = 5 * time.Second
 //     archive rule, so it cannot disagree with it. A hook inside
 //     tasks.Handler would miss those, and would put storage into the
 //     package Go producers import.
-//   - a middleware removes the record when an import succeeds, whatever
-//     put the task back: `enqueue dead replay`, the dashboard's "run", or
-//     a fresh `enqueue one` of the same out_request_no.
+//   - the import handler's result goes to Redis through the store
+//     (Results in tasks.HandlerConfig), which removes the record in the
+//     same round trip when an import succeeds, whatever put the task
+//     back: `enqueue dead replay`, the dashboard's "run", or a fresh
+//     `enqueue one` of the same out_request_no.
 //   - a sweep, at start and every SweepInterval, records what asynq
 //     archived out of the handler's sight (its recoverer, an operator's
 //     "archive").
@@ -104,39 +106,6 @@ func (d *deadLetters) HandleError(ctx context.Context, task *asynq.Task, err err
 	}
 	d.log.Info().Str("task_id", id).Str("out_request_no", rec.OutRequestNo).Str("card_id", rec.CardID).
 		Str("outcome", string(rec.Reason)).Msg("dead letter recorded")
-}
-
-// middleware removes an import's dead letter once it succeeds.
-func (d *deadLetters) middleware(next asynq.Handler) asynq.Handler {
-	return asynq.HandlerFunc(func(ctx context.Context, task *asynq.Task) error {
-		err := next.ProcessTask(ctx, task)
-		if err != nil || task.Type() != tasks.TypeImport {
-			return err
-		}
-		id, _ := asynq.GetTaskID(ctx)
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
-		defer cancel()
-		err = d.store.Remove(wctx, id)
-		if err != nil && holdWhileRedisDown(ctx, d.store, d.stop) {
-			// Redis went away and is back: asynq can now mark the task
-			// completed, and the record can go, within what is left of
-			// the attempt.
-			timeout := storeTimeout
-			if dl, ok := ctx.Deadline(); ok {
-				timeout = min(timeout, time.Until(dl)-500*time.Millisecond)
-			}
-			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-			err = d.store.Remove(rctx, id)
-			rcancel()
-		}
-		if err != nil {
-			// The member is imported; failing the task would only import
-			// it again. A later replay finds it completed and removes
-			// the record then.
-			d.log.Error().Err(err).Str("task_id", id).Msg("dead letter not removed")
-		}
-		return nil
-	})
 }
 
 // sweep reconciles the store with asynq's archive now and every interval

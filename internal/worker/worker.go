@@ -76,20 +76,19 @@ func Serve(ctx context.Context, cfg config.Worker, log zerolog.Logger) error {
 	}
 	defer closeGuard()
 
-	handler, err := tasks.NewHandler(tasks.HandlerConfig{Importer: guarded, Logger: &log})
-	if err != nil {
-		return err
-	}
 	dead, err := newDeadLetters(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer dead.close()
+	handler, err := tasks.NewHandler(tasks.HandlerConfig{Importer: guarded, Logger: &log, Results: dead.store})
+	if err != nil {
+		return err
+	}
 	srvCfg := serverConfig(cfg, log)
 	srvCfg.ErrorHandler = dead
 	srv := asynq.NewServer(cfg.Redis, srvCfg)
 	mux := asynq.NewServeMux()
-	mux.Use(dead.middleware)
 	mux.Handle(tasks.TypeImport, handler)
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)

@@ -2,6 +2,7 @@ package wechatpaytest
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -124,5 +125,38 @@ func TestWindowLimiter(t *testing.T) {
 	// In order: each step depends on the ones before.
 	for _, tt := range tests {
 		require.Equal(t, tt.want, l.allow(start.Add(tt.at)), tt.name)
+	}
+}
+
+// TestRandomStringIsUniform: every character of each alphabet comes up,
+// about as often as any other, and only characters of the alphabet. 10
+// does not divide 256, so a draw of byte%10 would favour 0-5 by 4%: over
+// 2,000,000 digits 0-5 then come up 7 standard deviations too often, and
+// the test allows 6.
+func TestRandomStringIsUniform(t *testing.T) {
+	for _, alphabet := range []string{digits, upperHex, alphanumerics} {
+		counts := map[rune]int{}
+		const n = 2_000_000
+		for range n / 40 {
+			s := randomString(alphabet, 40)
+			if len(s) != 40 {
+				t.Fatalf("len %d, want 40", len(s))
+			}
+			for _, c := range s {
+				counts[c]++
+			}
+		}
+		if len(counts) != len(alphabet) {
+			t.Fatalf("%d distinct characters of %q, want %d", len(counts), alphabet, len(alphabet))
+		}
+		want := float64(n) / float64(len(alphabet))
+		for c, got := range counts {
+			if !strings.ContainsRune(alphabet, c) {
+				t.Fatalf("%q is not in %q", c, alphabet)
+			}
+			if math.Abs(float64(got)-want) > 6*math.Sqrt(want) {
+				t.Errorf("%q drawn %d times, want about %.0f", c, got, want)
+			}
+		}
 	}
 }

@@ -2,7 +2,6 @@ package wechatpaytest
 
 import (
 	"crypto/rand"
-	"math/big"
 )
 
 const (
@@ -11,17 +10,27 @@ const (
 	alphanumerics = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 )
 
-// randomString returns n characters drawn uniformly from alphabet. Nonces,
-// codes and request ids come from crypto/rand so that two emulators in one
-// process never collide, as WeChat's never do.
+// randomString returns n characters drawn uniformly from alphabet (at most
+// 256 characters). Nonces, codes and request ids come from crypto/rand so
+// that two emulators in one process never collide, as WeChat's never do.
+// One read serves the whole string: a byte at or above the largest
+// multiple of the alphabet's size is skipped, so that every character is
+// equally likely.
 func randomString(alphabet string, n int) string {
-	b := make([]byte, n)
-	max := big.NewInt(int64(len(alphabet)))
-	for i := range b {
-		// rand.Int only fails when the system's random source does, and
-		// crypto/rand crashes the program rather than return such an error.
-		v, _ := rand.Int(rand.Reader, max)
-		b[i] = alphabet[v.Int64()]
+	out := make([]byte, 0, n)
+	limit := 256 - 256%len(alphabet)
+	buf := make([]byte, n+n/2+8)
+	for len(out) < n {
+		// crypto/rand crashes the program rather than return an error.
+		_, _ = rand.Read(buf)
+		for _, c := range buf {
+			if int(c) < limit {
+				out = append(out, alphabet[int(c)%len(alphabet)])
+				if len(out) == n {
+					break
+				}
+			}
+		}
 	}
-	return string(b)
+	return string(out)
 }
