@@ -131,12 +131,17 @@ func (s *Store) Get(ctx context.Context, outRequestNo string) (Record, error) {
 // succeeds, so the record goes whichever way the task was put back.
 func (s *Store) Remove(ctx context.Context, outRequestNo string) error {
 	pipe := s.rdb.TxPipeline()
-	pipe.Del(ctx, s.rec+outRequestNo)
-	pipe.ZRem(ctx, s.index, outRequestNo)
+	s.remove(ctx, pipe, outRequestNo)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("dead letters: remove: %w", err)
 	}
 	return nil
+}
+
+// remove queues the removal of an out_request_no's record in pipe.
+func (s *Store) remove(ctx context.Context, pipe redis.Pipeliner, outRequestNo string) {
+	pipe.Del(ctx, s.rec+outRequestNo)
+	pipe.ZRem(ctx, s.index, outRequestNo)
 }
 
 // WriteResult finishes a successful import in one transaction, so one
@@ -148,8 +153,7 @@ func (s *Store) Remove(ctx context.Context, outRequestNo string) error {
 func (s *Store) WriteResult(ctx context.Context, taskID string, result []byte) error {
 	pipe := s.rdb.TxPipeline()
 	pipe.HSet(ctx, s.taskKey+taskID, "result", result)
-	pipe.Del(ctx, s.rec+taskID)
-	pipe.ZRem(ctx, s.index, taskID)
+	s.remove(ctx, pipe, taskID)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("write result: %w", err)
 	}
