@@ -27,8 +27,9 @@ type HandlerConfig struct {
 	// discards everything.
 	Logger *zerolog.Logger
 	// Results, when set, stores the result of each finished import in
-	// place of the task's own asynq ResultWriter. The worker's stores it
-	// and drops the member's dead letter in one Redis round trip.
+	// place of the task's own asynq ResultWriter. The worker passes its
+	// dead-letter store, which writes the result and drops the member's
+	// dead letter in one Redis round trip.
 	Results ResultStore
 }
 

@@ -127,8 +127,8 @@ func (s *Store) Get(ctx context.Context, outRequestNo string) (Record, error) {
 }
 
 // Remove deletes the record of an out_request_no; removing one that does
-// not exist is not an error. The worker calls it whenever an import
-// succeeds, so the record goes whichever way the task was put back.
+// not exist is not an error. A replay that finds the import done calls it;
+// the worker's successes remove their record with WriteResult.
 func (s *Store) Remove(ctx context.Context, outRequestNo string) error {
 	pipe := s.rdb.TxPipeline()
 	s.remove(ctx, pipe, outRequestNo)
@@ -151,6 +151,12 @@ func (s *Store) remove(ctx context.Context, pipe redis.Pipeliner, outRequestNo s
 // the task was put back. It implements tasks.ResultStore; the worker's
 // handler stores every result through it.
 func (s *Store) WriteResult(ctx context.Context, taskID string, result []byte) error {
+	if taskID == "" {
+		return errors.New("write result: no task ID")
+	}
+	if q, ok := asynq.GetQueueName(ctx); ok && q != s.queue {
+		return fmt.Errorf("write result: the task is of queue %q, the store of %q", q, s.queue)
+	}
 	pipe := s.rdb.TxPipeline()
 	pipe.HSet(ctx, s.taskKey+taskID, "result", result)
 	s.remove(ctx, pipe, taskID)

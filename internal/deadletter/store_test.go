@@ -288,3 +288,34 @@ func TestWriteResult(t *testing.T) {
 	defer down.Close()
 	require.ErrorContains(t, down.WriteResult(b.ctx, other.OutRequestNo, []byte(`{}`)), "write result")
 }
+
+// TestWriteResultNeedsTheTask: a result without a task ID, or for a task
+// of another queue, is refused, and nothing is written.
+func TestWriteResultNeedsTheTask(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := payload(1)
+	require.NoError(t, b.store.Record(b.ctx, refused(t, p, 403, "NO_AUTH", time.Now())))
+	require.EqualError(t, b.store.WriteResult(b.ctx, "", []byte(`{}`)), "write result: no task ID")
+	other := b.r.Queue(t)
+	srv := asynq.NewServer(b.r.Opt, asynq.Config{Queues: map[string]int{other: 1}, Concurrency: 1, LogLevel: asynq.FatalLevel})
+	errs := make(chan error, 1)
+	require.NoError(t, srv.Start(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
+		errs <- b.store.WriteResult(ctx, id, []byte(`{}`))
+		return nil
+	})))
+	defer srv.Shutdown()
+	task, err := tasks.NewImportTask(p, tasks.WithQueue(other))
+	require.NoError(t, err)
+	_, err = b.client.Enqueue(task)
+	require.NoError(t, err)
+	select {
+	case err := <-errs:
+		require.EqualError(t, err, fmt.Sprintf("write result: the task is of queue %q, the store of %q", other, b.queue))
+	case <-time.After(10 * time.Second):
+		t.Fatal("the task of the other queue was not processed")
+	}
+	_, err = b.store.Get(b.ctx, p.OutRequestNo)
+	require.NoError(t, err, "the record stays")
+}

@@ -45,7 +45,7 @@ func serve(t *testing.T, cfg metrics.Config) (*metrics.Metrics, string) {
 // emulator are counted by outcome and WeChat code and timed.
 func TestImportsByOutcome(t *testing.T) {
 	t.Parallel()
-	r := redistest.New(t)
+	r := redistest.NewPrivate(t)
 	m, url := serve(t, metrics.Config{Redis: r.Opt})
 	srv := wechatpaytest.NewServer(wechatpaytest.TestKeys(t))
 	t.Cleanup(srv.Close)
@@ -101,7 +101,7 @@ func TestImportsByOutcome(t *testing.T) {
 // network failure, a cancelled context) counts as transient without a code.
 func TestClassifyWithoutAnAnswer(t *testing.T) {
 	t.Parallel()
-	r := redistest.New(t)
+	r := redistest.NewPrivate(t)
 	m, url := serve(t, metrics.Config{Redis: r.Opt})
 	imp := m.InstrumentImporter(failing{err: fmt.Errorf("import: %w", context.DeadlineExceeded)})
 	_, err := imp.Import(context.Background(), wechatpay.ImportRequest{})
@@ -121,7 +121,7 @@ func (f failing) Import(context.Context, wechatpay.ImportRequest) (wechatpay.Imp
 // tasks by state.
 func TestQueueCollector(t *testing.T) {
 	t.Parallel()
-	r := redistest.New(t)
+	r := redistest.NewPrivate(t)
 	q := r.Queue(t)
 	_, url := serve(t, metrics.Config{Redis: r.Opt})
 	c := asynq.NewClient(r.Opt)
@@ -156,7 +156,7 @@ func TestQueueCollector(t *testing.T) {
 // served.
 func TestDeadLetterGauge(t *testing.T) {
 	t.Parallel()
-	r := redistest.New(t)
+	r := redistest.NewPrivate(t)
 	var dead atomic.Int64
 	dead.Store(7)
 	var failDead atomic.Bool
@@ -199,7 +199,7 @@ func TestDeadLetterGauge(t *testing.T) {
 // breaker) is exposed as it is; a name clash is refused at start.
 func TestExtraCollectors(t *testing.T) {
 	t.Parallel()
-	r := redistest.New(t)
+	r := redistest.NewPrivate(t)
 	g := newGauge("cardimport_breaker_trips_total", 2)
 	_, url := serve(t, metrics.Config{Redis: r.Opt, Extra: []prometheus.Collector{g}})
 	v, ok := metricstest.Scrape(t, url).Value("cardimport_breaker_trips_total")

@@ -12,9 +12,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,14 +55,20 @@ func New(tb testing.TB) *Redis {
 
 // NewPrivate returns a Redis database of the test's own, for a test that
 // reads what asynq keeps for the whole server — the list of queues, every
-// queue's statistics, the servers — as the dashboard's overview does: on a
-// shared database another test's queue can be deleted between two of those
-// reads. With REDIS_URL set it claims one of databases 1–15 that is empty,
-// under a key with a TTL in REDIS_URL's database so that parallel tests and
-// packages never share one, and empties it and gives it back when the test
-// ends. A database holding anything is never claimed, so data of the
-// developer's own is never touched. Without REDIS_URL it is New: each
-// embedded miniredis is the test's own already.
+// queue's statistics, the servers — as the dashboard's overview and the
+// metrics do: on a shared database another test's queue can be deleted
+// between two of those reads. Without REDIS_URL it is New: each embedded
+// miniredis is the test's own already.
+//
+// With REDIS_URL set it claims one of databases 1–15 other than REDIS_URL's
+// own: one that is empty, or that holds only what a killed test run left
+// there. The claim is a key inside that database, set only if absent, so
+// that tests, packages and runs on one server never share a database; it
+// expires after an hour should the test die. When the test ends the keys
+// tests write (asynq's, and the project's under cardimport: and
+// rate:cardimport:) are deleted from it, and the claim is given back. A
+// database that holds anything else is never claimed, and nothing else in
+// it is ever deleted.
 func NewPrivate(tb testing.TB) *Redis {
 	tb.Helper()
 	r := New(tb)
@@ -77,56 +83,93 @@ func NewPrivate(tb testing.TB) *Redis {
 	if err != nil {
 		tb.Fatalf("REDIS_URL: %v", err)
 	}
-	rc, err := redisconn.Client(base)
-	if err != nil {
-		tb.Fatalf("REDIS_URL: %v", err)
-	}
-	defer rc.Close()
-	ctx := context.Background()
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	token := hex.EncodeToString(b)
+	ctx := context.Background()
 	deadline := time.Now().Add(time.Minute)
 	for {
 		for db := 1; db < 16; db++ {
 			if db == base.DB {
 				continue
 			}
-			claim := fmt.Sprintf("cardimport:redistest:db:%d", db)
-			if ok, err := rc.SetNX(ctx, claim, token, time.Hour).Result(); err != nil {
-				tb.Fatalf("claim a Redis database: %v", err)
-			} else if !ok {
-				continue
-			}
 			opt := base
 			opt.DB = db
-			own, err := redisconn.Client(opt)
+			rc, err := redisconn.Client(opt)
 			if err != nil {
 				tb.Fatalf("REDIS_URL: %v", err)
 			}
-			if n, err := own.DBSize(ctx).Result(); err != nil || n != 0 {
-				// Keep the claim on a database that holds something (or
-				// that this server lacks), so that no test tries it again
-				// within the hour.
-				_ = own.Close()
+			if !claim(ctx, rc, token) {
+				_ = rc.Close()
 				continue
 			}
 			tb.Cleanup(func() {
+				defer rc.Close()
 				ctx := context.Background()
-				_ = own.FlushDB(ctx).Err()
-				_ = own.Close()
-				if rc, err := redisconn.Client(base); err == nil {
-					_ = releaseScript.Run(ctx, rc, []string{claim}, token).Err()
-					_ = rc.Close()
-				}
+				deleteTestKeys(ctx, rc)
+				_ = rc.Del(ctx, usedKey).Err()
+				_ = releaseScript.Run(ctx, rc, []string{claimKey}, token).Err()
 			})
-			u.Path = fmt.Sprintf("/%d", db)
+			if u.Scheme == "redis-socket" {
+				// The path is the socket; the database is a parameter.
+				q := u.Query()
+				q.Set("db", strconv.Itoa(db))
+				u.RawQuery = q.Encode()
+			} else {
+				u.Path = "/" + strconv.Itoa(db)
+			}
 			return &Redis{Opt: opt, URL: u.String()}
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("no empty Redis database among 1-15 could be claimed within a minute")
+			tb.Fatalf("no Redis database among 1-15 could be claimed within a minute: each holds data, or another test's claim")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// claimKey, in a database NewPrivate claimed, holds the claiming test's
+// token; usedKey marks a database tests have used, so that what a killed
+// run left behind can be told from data of anyone else's.
+const (
+	claimKey = "cardimport:redistest:claim"
+	usedKey  = "cardimport:redistest:used"
+)
+
+// claim tries to claim rc's database for token.
+func claim(ctx context.Context, rc redis.UniversalClient, token string) bool {
+	n, err := rc.DBSize(ctx).Result()
+	if err != nil {
+		return false // e.g. a server with fewer databases
+	}
+	used, err := rc.Exists(ctx, usedKey).Result()
+	if err != nil || (n > 0 && used == 0) {
+		return false // someone's data: touch nothing
+	}
+	if ok, err := rc.SetNX(ctx, claimKey, token, time.Hour).Result(); err != nil || !ok {
+		return false // another test's
+	}
+	if used > 0 {
+		// A run killed before its cleanup: its test keys go now.
+		deleteTestKeys(ctx, rc)
+	}
+	if n, err := rc.DBSize(ctx).Result(); err != nil || n != 1+used {
+		// Something besides the claim (and the mark): not ours to use.
+		_ = releaseScript.Run(ctx, rc, []string{claimKey}, token).Err()
+		return false
+	}
+	return rc.Set(ctx, usedKey, "1", 0).Err() == nil
+}
+
+// deleteTestKeys deletes from rc's database the keys tests write, but
+// NewPrivate's own claim.
+func deleteTestKeys(ctx context.Context, rc redis.UniversalClient) {
+	for _, pattern := range []string{"asynq:*", "cardimport:*", "rate:cardimport:*"} {
+		iter := rc.Scan(ctx, 0, pattern, 500).Iterator()
+		for iter.Next(ctx) {
+			if k := iter.Val(); k != claimKey && k != usedKey {
+				_ = rc.Unlink(ctx, k).Err()
+			}
+		}
 	}
 }
 

@@ -2,7 +2,6 @@ package redistest_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -54,17 +53,19 @@ func TestQueueLeavesNoKeys(t *testing.T) {
 
 // TestPrivateDatabases: two tests' private databases hold each other's
 // queues apart (asynq's list of queues shows only the test's own), and
-// each is left empty when its test ends.
+// each test's keys are gone when it ends.
 func TestPrivateDatabases(t *testing.T) {
 	var rs [2]*redistest.Redis
+	var queues [2]string
 	use := func(t *testing.T, i int) {
 		rs[i] = redistest.NewPrivate(t)
+		queues[i] = rs[i].Queue(t) // a name no other test uses, dropped at the end
 		c := asynq.NewClient(rs[i].Opt)
 		defer c.Close()
-		_, err := c.Enqueue(asynq.NewTask("t", nil), asynq.Queue(fmt.Sprintf("private-%d", i)))
+		_, err := c.Enqueue(asynq.NewTask("t", nil), asynq.Queue(queues[i]))
 		require.NoError(t, err)
 	}
-	queues := func(r *redistest.Redis) []string {
+	listed := func(r *redistest.Redis) []string {
 		insp := asynq.NewInspector(r.Opt)
 		defer insp.Close()
 		qs, err := insp.Queues()
@@ -76,18 +77,23 @@ func TestPrivateDatabases(t *testing.T) {
 		t.Run("second, while the first holds its database", func(t *testing.T) {
 			use(t, 1)
 			require.NotEqual(t, rs[0].URL, rs[1].URL)
-			require.Equal(t, []string{"private-0"}, queues(rs[0]))
-			require.Equal(t, []string{"private-1"}, queues(rs[1]))
+			require.Equal(t, []string{queues[0]}, listed(rs[0]))
+			require.Equal(t, []string{queues[1]}, listed(rs[1]))
 		})
 	})
 	if rs[0].Embedded != nil {
 		return // each embedded server was its test's own and is gone
 	}
-	for _, r := range rs {
+	// Another test may have claimed a database meanwhile: look only for
+	// what these two wrote.
+	for i, r := range rs {
 		rc := r.Opt.MakeRedisClient().(redis.UniversalClient)
-		n, err := rc.DBSize(context.Background()).Result()
-		_ = rc.Close()
+		keys, err := rc.Keys(context.Background(), "asynq:{"+queues[i]+"}*").Result()
 		require.NoError(t, err)
-		require.Zero(t, n, "%s left empty", r.URL)
+		listed, err := rc.SIsMember(context.Background(), "asynq:queues", queues[i]).Result()
+		require.NoError(t, err)
+		_ = rc.Close()
+		require.Empty(t, keys, "%s left no keys of its queue", r.URL)
+		require.False(t, listed, "%s lists the queue no more", r.URL)
 	}
 }

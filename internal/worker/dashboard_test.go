@@ -334,7 +334,7 @@ func TestDashboardShowsNoOpenID(t *testing.T) {
 // and takes no task from the queue.
 func TestDashboardOnly(t *testing.T) {
 	t.Parallel()
-	r := redistest.New(t)
+	r := redistest.NewPrivate(t) // its metrics read every queue on the server
 	queue := r.Queue(t)
 	env := map[string]string{"REDIS_URL": r.URL, "DASHBOARD_USER": "ops", "DASHBOARD_PASSWORD": "pw", "DASHBOARD_READ_ONLY": "true"}
 	c := asynq.NewClient(r.Opt)

@@ -10,9 +10,12 @@ import (
 // syncer; but in asynq v0.26 the syncer retries with a context that has
 // already been cancelled, so the write never happens and the task stays
 // active until asynq's lease recovery takes it back, 60 to 120 s later
-// (hibiken/asynq#1051). The worker therefore holds a finished task's
-// outcome while Redis does not answer, and returns it to asynq once Redis
-// is back, so that asynq's first write can succeed.
+// (hibiken/asynq#1051). The worker therefore holds a failed task's outcome
+// while Redis does not answer, and returns it to asynq once Redis is back,
+// so that asynq's first write can succeed. An import that succeeded while
+// Redis was down is one of them: its result could not be written, so it
+// is deferred (retried without spending its budget, and WeChat answers the
+// retry under the same out_request_no with the first result).
 const (
 	// holdMax bounds the wait. A lease is extended every 5 s to 30 s
 	// ahead; a write after the lease has run out is dropped by asynq, so
