@@ -14,6 +14,7 @@ import (
 	"errors"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -163,10 +164,15 @@ func claim(ctx context.Context, rc redis.UniversalClient, token string) bool {
 // deleteTestKeys deletes from rc's database the keys tests write, but
 // NewPrivate's own claim.
 func deleteTestKeys(ctx context.Context, rc redis.UniversalClient) {
-	for _, pattern := range []string{"asynq:*", "cardimport:*", "rate:cardimport:*"} {
+	unlinkMatching(ctx, rc, []string{"asynq:*", "cardimport:*", "rate:cardimport:*"}, claimKey, usedKey)
+}
+
+// unlinkMatching deletes the keys matching any of patterns, but keep.
+func unlinkMatching(ctx context.Context, rc redis.UniversalClient, patterns []string, keep ...string) {
+	for _, pattern := range patterns {
 		iter := rc.Scan(ctx, 0, pattern, 500).Iterator()
 		for iter.Next(ctx) {
-			if k := iter.Val(); k != claimKey && k != usedKey {
+			if k := iter.Val(); !slices.Contains(keep, k) {
 				_ = rc.Unlink(ctx, k).Err()
 			}
 		}
@@ -210,13 +216,7 @@ func (r *Redis) dropQueue(q string) {
 		return
 	}
 	defer rc.Close()
-	ctx := context.Background()
-	for _, pattern := range []string{"asynq:{" + q + "}:*", "cardimport:{" + q + "}:*", "rate:cardimport:{" + q + "}:*"} {
-		iter := rc.Scan(ctx, 0, pattern, 500).Iterator()
-		for iter.Next(ctx) {
-			_ = rc.Unlink(ctx, iter.Val()).Err()
-		}
-	}
+	unlinkMatching(context.Background(), rc, []string{"asynq:{" + q + "}:*", "cardimport:{" + q + "}:*", "rate:cardimport:{" + q + "}:*"})
 }
 
 // Context returns a context cancelled when the test ends.
