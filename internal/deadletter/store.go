@@ -152,16 +152,16 @@ func (s *Store) remove(ctx context.Context, pipe redis.Pipeliner, outRequestNo s
 // handler stores every result through it.
 func (s *Store) WriteResult(ctx context.Context, taskID string, result []byte) error {
 	if taskID == "" {
-		return errors.New("write result: no task ID")
+		return errors.New("dead letters: result without a task ID")
 	}
 	if q, ok := asynq.GetQueueName(ctx); ok && q != s.queue {
-		return fmt.Errorf("write result: the task is of queue %q, the store of %q", q, s.queue)
+		return fmt.Errorf("dead letters: result of a task of queue %q, the store is of %q", q, s.queue)
 	}
 	pipe := s.rdb.TxPipeline()
 	pipe.HSet(ctx, s.taskKey+taskID, "result", result)
 	s.remove(ctx, pipe, taskID)
 	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("write result: %w", err)
+		return fmt.Errorf("dead letters: result and removal: %w", err)
 	}
 	return nil
 }

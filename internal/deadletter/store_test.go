@@ -286,7 +286,7 @@ func TestWriteResult(t *testing.T) {
 	down, err := deadletter.New(asynq.RedisClientOpt{Addr: "127.0.0.1:1"}, b.queue)
 	require.NoError(t, err)
 	defer down.Close()
-	require.ErrorContains(t, down.WriteResult(b.ctx, other.OutRequestNo, []byte(`{}`)), "write result")
+	require.ErrorContains(t, down.WriteResult(b.ctx, other.OutRequestNo, []byte(`{}`)), "dead letters: result and removal: ")
 }
 
 // TestWriteResultNeedsTheTask: a result without a task ID, or for a task
@@ -296,7 +296,7 @@ func TestWriteResultNeedsTheTask(t *testing.T) {
 	b := setup(t)
 	p := payload(1)
 	require.NoError(t, b.store.Record(b.ctx, refused(t, p, 403, "NO_AUTH", time.Now())))
-	require.EqualError(t, b.store.WriteResult(b.ctx, "", []byte(`{}`)), "write result: no task ID")
+	require.EqualError(t, b.store.WriteResult(b.ctx, "", []byte(`{}`)), "dead letters: result without a task ID")
 	other := b.r.Queue(t)
 	srv := asynq.NewServer(b.r.Opt, asynq.Config{Queues: map[string]int{other: 1}, Concurrency: 1, LogLevel: asynq.FatalLevel})
 	errs := make(chan error, 1)
@@ -312,7 +312,7 @@ func TestWriteResultNeedsTheTask(t *testing.T) {
 	require.NoError(t, err)
 	select {
 	case err := <-errs:
-		require.EqualError(t, err, fmt.Sprintf("write result: the task is of queue %q, the store of %q", other, b.queue))
+		require.EqualError(t, err, fmt.Sprintf("dead letters: result of a task of queue %q, the store is of %q", other, b.queue))
 	case <-time.After(10 * time.Second):
 		t.Fatal("the task of the other queue was not processed")
 	}
