@@ -46,10 +46,10 @@ var errAttemptDeadline = errors.New("attempt deadline passed before the import r
 // after the call that runs late), so the handler, not asynq, decides what
 // the timed-out attempt costs. A late importer is left to finish on its
 // own, as asynq would leave it.
-func (h *Handler) importWithin(ctx context.Context, req wechatpay.ImportRequest) (wechatpay.ImportResult, error) {
+func (h *Handler) importWithin(ctx context.Context, req wechatpay.ImportRequest) (settled, error) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
-		return h.importer.Import(ctx, req)
+		return h.attempt(ctx, req)
 	}
 	// A task created without NewImportTask may have a timeout shorter than
 	// MinTimeout: keep a quarter of it then, not the whole.
@@ -57,12 +57,12 @@ func (h *Handler) importWithin(ctx context.Context, req wechatpay.ImportRequest)
 	ictx, cancel := context.WithDeadline(ctx, deadline.Add(-margin))
 	defer cancel()
 	type outcome struct {
-		res wechatpay.ImportResult
+		res settled
 		err error
 	}
 	done := make(chan outcome, 1)
 	go func() {
-		res, err := h.importer.Import(ictx, req)
+		res, err := h.attempt(ictx, req)
 		done <- outcome{res, err}
 	}()
 	giveUp := time.NewTimer(time.Until(deadline.Add(-margin / 2)))
@@ -71,6 +71,6 @@ func (h *Handler) importWithin(ctx context.Context, req wechatpay.ImportRequest)
 	case o := <-done:
 		return o.res, o.err
 	case <-giveUp.C:
-		return wechatpay.ImportResult{}, errAttemptDeadline
+		return settled{}, errAttemptDeadline
 	}
 }

@@ -13,10 +13,13 @@ import (
 	"github.com/cardimport/cardimport/internal/wechatpay"
 )
 
-// Importer imports one member's card into WeChat Pay. *wechatpay.Client is
-// the production implementation.
+// Importer makes the calls to WeChat Pay an import needs: the import, and
+// the list of a member's cards that confirms an already-member.
+// *wechatpay.Client is the production implementation; the guard and the
+// metrics wrap it.
 type Importer interface {
 	Import(ctx context.Context, req wechatpay.ImportRequest) (wechatpay.ImportResult, error)
+	wechatpay.CardLister
 }
 
 // HandlerConfig configures a Handler.
@@ -31,6 +34,20 @@ type HandlerConfig struct {
 	// dead-letter store, which writes the result and drops the member's
 	// dead letter in one Redis round trip.
 	Results ResultStore
+	// Observer, when set, is told how each attempt that reached WeChat
+	// ended (the worker's metrics). Defaults to none.
+	Observer Observer
+}
+
+// AttemptOutcome is how one attempt that reached WeChat ended: "imported",
+// "already_member", or the name of the wechatpay.Kind of its error.
+type AttemptOutcome string
+
+// Observer is told how each attempt that reached WeChat ended, with WeChat's
+// error code when there was one. Attempts held back before WeChat saw them
+// (DeferredError without an answer) are not observed.
+type Observer interface {
+	ObserveAttempt(outcome AttemptOutcome, wechatCode string)
 }
 
 // ResultStore stores the result of a finished import: the JSON of a Result,
@@ -44,8 +61,10 @@ type ResultStore interface {
 // what asynq should do with the task:
 //
 //	imported        → done, result {"outcome":"imported","code":…}
-//	already member  → done, result {"outcome":"already_member"}
+//	refused 400 INVALID_REQUEST, and WeChat's list of the member's cards
+//	  shows the card → done, result {"outcome":"already_member","code":…}
 //	permanent       → archived at once (asynq.SkipRetry) with the reason
+//	unverified      → retried with backoff, counted (never settled on)
 //	rate limited    → retried, not counted against the retry budget
 //	systemic        → retried, not counted, logged at error level with a hint
 //	transient       → retried with backoff, counted
@@ -59,6 +78,7 @@ type Handler struct {
 	importer Importer
 	logger   zerolog.Logger
 	results  ResultStore
+	observer Observer
 }
 
 // NewHandler returns a Handler, or an error when cfg lacks its Importer.
@@ -70,31 +90,38 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if cfg.Logger != nil {
 		logger = *cfg.Logger
 	}
-	return &Handler{importer: cfg.Importer, logger: logger, results: cfg.Results}, nil
+	return &Handler{importer: cfg.Importer, logger: logger, results: cfg.Results, observer: cfg.Observer}, nil
 }
 
 // ProcessTask implements asynq.Handler.
 func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	taskID, _ := asynq.GetTaskID(ctx)
+	taskID, hasID := asynq.GetTaskID(ctx)
 	retry, _ := asynq.GetRetryCount(ctx)
 	log := h.logger.With().Str("task_id", taskID).Int("retry", retry).Logger()
 
 	p, err := DecodePayload(t.Payload())
+	if err == nil && hasID && taskID != p.OutRequestNo {
+		// The task ID is the import's idempotency key: a task under another
+		// ID could import the member twice, or under a number WeChat never
+		// sees again.
+		err = fmt.Errorf("%w: task id is not the payload's out_request_no", ErrInvalidPayload)
+	}
 	if err != nil {
 		// A payload no attempt can fix: archive it now, with the reason as
 		// its last error, and go on with the queue.
 		log.Error().Err(err).Msg("payload rejected")
-		return fmt.Errorf("payload rejected: %w: %w", err, asynq.SkipRetry)
+		return h.settleFailure(t, log, fmt.Errorf("payload rejected: %w: %w", err, asynq.SkipRetry))
 	}
 	log = log.With().Str("out_request_no", p.OutRequestNo).Str("card_id", p.CardID).Logger()
 
 	req := wechatpay.ImportRequest{CardID: p.CardID, OpenID: p.OpenID, Code: p.Code, OutRequestNo: p.OutRequestNo}
 	start := time.Now()
-	res, err := h.importWithin(ctx, req)
+	done, err := h.importWithin(ctx, req)
 	duration := time.Since(start)
 	if err == nil {
-		log.Info().Str("outcome", string(OutcomeImported)).Str("request_id", res.RequestID).Dur("duration", duration).Msg("import done")
-		return h.writeResult(ctx, t, log, Result{Outcome: OutcomeImported, Code: res.Code})
+		h.observe(AttemptOutcome(done.Outcome), "")
+		log.Info().Str("outcome", string(done.Outcome)).Str("request_id", done.requestID).Dur("duration", duration).Msg("import done")
+		return h.writeResult(ctx, t, log, done.Result)
 	}
 
 	var deferred *DeferredError
@@ -108,13 +135,19 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	kind := wechatpay.KindOf(err)
+	var code string
+	if called {
+		code = werr.Code
+	}
+	h.observe(AttemptOutcome(kind.String()), code)
 	level, msg, ret := decide(ctx, kind, err)
 	if isDeferred {
 		// WeChat answered, but with the fault the circuit breaker stands
-		// for (a rejected signature, an outage): logged as such, and
-		// retried with the probes without spending the budget.
+		// for (a rejected signature, an outage, answers that do not
+		// verify): logged as such, and retried with the probes without
+		// spending the budget.
 		ret = err
-		if kind == wechatpay.KindTransient {
+		if kind != wechatpay.KindSystemic {
 			level, msg = zerolog.WarnLevel, "import failed, will retry"
 		}
 	}
@@ -122,22 +155,73 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if called {
 		ev = ev.Int("http_status", werr.StatusCode).Str("wechat_code", werr.Code).Str("request_id", werr.RequestID)
 	}
-	if kind != wechatpay.KindAlreadyMember {
-		ev = ev.Err(err)
+	ev.Err(err).Msg(msg)
+	return h.settleFailure(t, log, ret)
+}
+
+// settleFailure writes the dead outcome of a task that failed for good
+// (ret wraps asynq.SkipRetry) as its result, so the reason and WeChat's
+// answer stay with the task in typed form (FailureResult) for whoever reads
+// it later: `enqueue status`, the dead-letter sweep. When Redis does not
+// take it, the task is retried without spending its budget, as for a
+// result of an import.
+func (h *Handler) settleFailure(t *asynq.Task, log zerolog.Logger, ret error) error {
+	if !errors.Is(ret, asynq.SkipRetry) || t.ResultWriter() == nil {
+		return ret
 	}
-	ev.Msg(msg)
-	if kind == wechatpay.KindAlreadyMember {
-		return h.writeResult(ctx, t, log, Result{Outcome: OutcomeAlreadyMember})
+	data, err := json.Marshal(FailureResult(ret))
+	if err == nil {
+		_, err = t.ResultWriter().Write(data)
+	}
+	if err != nil {
+		log.Warn().Err(err).Msg("dead outcome not written, will retry")
+		return &DeferredError{Reason: DeferRedis, RetryAfter: time.Second, Err: fmt.Errorf("write result: %w", err)}
 	}
 	return ret
+}
+
+func (h *Handler) observe(outcome AttemptOutcome, code string) {
+	if h.observer != nil {
+		h.observer.ObserveAttempt(outcome, code)
+	}
+}
+
+// settled is an import that ended well, and how.
+type settled struct {
+	Result
+	requestID string
+}
+
+// attempt makes the calls of one attempt and settles what they show. An
+// import WeChat refused with a verified 400 INVALID_REQUEST may be a member
+// who already holds the card (a retry after a lost answer meets that too);
+// WeChat documents no message for it, so the evidence is WeChat's own list
+// of the member's cards: listed, the member is done with the listed code;
+// not listed, the refusal stands; the list not had, the attempt's outcome
+// stays unknown and it is retried.
+func (h *Handler) attempt(ctx context.Context, req wechatpay.ImportRequest) (settled, error) {
+	res, err := h.importer.Import(ctx, req)
+	if err == nil {
+		return settled{Result: Result{Outcome: OutcomeImported, Code: res.Code}, requestID: res.RequestID}, nil
+	}
+	var werr *wechatpay.Error
+	if !errors.As(err, &werr) || !werr.AsksForCardCheck() {
+		return settled{}, err
+	}
+	held, lerr := wechatpay.FindCard(ctx, h.importer, req.OpenID, req.CardID)
+	switch {
+	case lerr != nil:
+		return settled{}, lerr
+	case held.Held:
+		return settled{Result: Result{Outcome: OutcomeAlreadyMember, Code: held.Code}, requestID: held.RequestID}, nil
+	}
+	return settled{}, err
 }
 
 // decide maps the kind of a failed import to its log level and message and
 // to what the handler returns to asynq.
 func decide(ctx context.Context, kind wechatpay.Kind, err error) (zerolog.Level, string, error) {
 	switch kind {
-	case wechatpay.KindAlreadyMember:
-		return zerolog.InfoLevel, "import done", nil
 	case wechatpay.KindPermanent:
 		return zerolog.WarnLevel, "import refused", fmt.Errorf("import refused: %w: %w", err, asynq.SkipRetry)
 	case wechatpay.KindSystemic:

@@ -219,6 +219,14 @@ func TestHandlerArchivesPermanentRefusalWithReason(t *testing.T) {
 	require.Regexp(t, `\[request_id [^\]]+\]`, info.LastErr)
 	require.NotContains(t, info.LastErr, p.OpenID)
 	require.Equal(t, 0, b.srv.Stats().Imports)
+	// The dead outcome stays with the task, typed, from WeChat's answer.
+	res := result(t, info)
+	require.Equal(t, tasks.OutcomeDead, res.Outcome)
+	require.Equal(t, tasks.ReasonPermanent, res.Reason)
+	require.Equal(t, 400, res.HTTPStatus)
+	require.Equal(t, "INVALID_REQUEST", res.WeChatCode)
+	require.Equal(t, wechatpaytest.MessageNoTrade, res.Message)
+	require.Equal(t, 1, b.srv.Stats().Lists, "WeChat's list was asked before the refusal stood")
 }
 
 func TestHandlerArchivesWhenRetriesRunOut(t *testing.T) {
@@ -237,12 +245,107 @@ func TestHandlerCompletesAlreadyMember(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{})
 	p := member("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
-	b.srv.Seed(testCard, p.OpenID)
+	code := b.srv.Seed(testCard, p.OpenID)
 	b.enqueue(t, p)
 	info := b.waitState(t, p.OutRequestNo, asynq.TaskStateCompleted)
-	require.Equal(t, tasks.Result{Outcome: tasks.OutcomeAlreadyMember}, result(t, info))
+	require.Equal(t, tasks.Result{Outcome: tasks.OutcomeAlreadyMember, Code: code}, result(t, info))
 	require.Equal(t, 0, info.Retried)
 	require.Equal(t, 0, b.srv.Stats().Imports)
+}
+
+// TestAlreadyMemberNeedsWeChatsList: only WeChat's list of the member's
+// cards makes a refused member an already-member, whatever the refusal's
+// message says; a list that fails leaves the member to a retry.
+func TestAlreadyMemberNeedsWeChatsList(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// prepare sets WeChat up for p, and returns the code p should end
+		// with ("" when p should end dead).
+		prepare   func(b *testBundle, p tasks.Payload) string
+		wantState asynq.TaskState
+		want      tasks.Outcome
+		wantRetry int
+	}{
+		{name: "holder of 25 cards: the list is paged", prepare: func(b *testBundle, p tasks.Payload) string {
+			var others []string
+			for i := range 24 {
+				others = append(others, fmt.Sprintf("pOtherCard%02d", i))
+			}
+			b.srv.SeedCards(p.OpenID, others...)
+			return b.srv.Seed(testCard, p.OpenID)
+		}, wantState: asynq.TaskStateCompleted, want: tasks.OutcomeAlreadyMember},
+		{name: "already-member message, card not listed: dead", prepare: func(b *testBundle, p tasks.Payload) string {
+			b.srv.FailNext(1, 400, "INVALID_REQUEST", wechatpaytest.MessageAlreadyMember)
+			return ""
+		}, wantState: asynq.TaskStateArchived, want: tasks.OutcomeDead},
+		{name: "other message, card listed: already member", prepare: func(b *testBundle, p tasks.Payload) string {
+			code := b.srv.Seed(testCard, p.OpenID)
+			b.srv.FailNext(1, 400, "INVALID_REQUEST", "card not already claimed by x")
+			return code
+		}, wantState: asynq.TaskStateCompleted, want: tasks.OutcomeAlreadyMember},
+		{name: "list refused: retried, then settled", prepare: func(b *testBundle, p tasks.Payload) string {
+			b.srv.FailNextList(1, 500, "SYSTEM_ERROR", "系统错误")
+			return b.srv.Seed(testCard, p.OpenID)
+		}, wantState: asynq.TaskStateCompleted, want: tasks.OutcomeAlreadyMember, wantRetry: 1},
+		{name: "list not signed: retried, then settled", prepare: func(b *testBundle, p tasks.Payload) string {
+			b.srv.ForgeNextList(1)
+			return b.srv.Seed(testCard, p.OpenID)
+		}, wantState: asynq.TaskStateCompleted, want: tasks.OutcomeAlreadyMember, wantRetry: 1},
+		{name: "forged already-member refusal: retried, then imported", prepare: func(b *testBundle, p tasks.Payload) string {
+			b.srv.ForgeRefusalFor(p.OutRequestNo, 400, "INVALID_REQUEST", wechatpaytest.MessageAlreadyMember)
+			return "imported"
+		}, wantState: asynq.TaskStateCompleted, want: tasks.OutcomeImported, wantRetry: 1},
+		{name: "forged 404: retried, then imported", prepare: func(b *testBundle, p tasks.Payload) string {
+			b.srv.ForgeRefusalFor(p.OutRequestNo, 404, "NOT_FOUND", "资源不存在")
+			return "imported"
+		}, wantState: asynq.TaskStateCompleted, want: tasks.OutcomeImported, wantRetry: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, setupOpts{})
+			p := member(fmt.Sprintf("oUpF8uMuAJO_Holder%06d", seq.Add(1)))
+			code := tt.prepare(b, p)
+			b.enqueue(t, p)
+			info := b.waitState(t, p.OutRequestNo, tt.wantState)
+			require.Equal(t, tt.wantRetry, info.Retried)
+			res := result(t, info)
+			require.Equal(t, tt.want, res.Outcome)
+			switch tt.want {
+			case tasks.OutcomeAlreadyMember:
+				require.Equal(t, code, res.Code, "the code WeChat lists")
+				require.Zero(t, b.srv.ImportCount(testCard, p.OpenID))
+			case tasks.OutcomeImported:
+				held, ok := b.srv.HeldCode(testCard, p.OpenID)
+				require.True(t, ok)
+				require.Equal(t, held, res.Code)
+				require.Equal(t, 1, b.srv.ImportCount(testCard, p.OpenID))
+			case tasks.OutcomeDead:
+				require.Equal(t, tasks.ReasonPermanent, res.Reason)
+				require.Equal(t, "INVALID_REQUEST", res.WeChatCode)
+			}
+		})
+	}
+}
+
+// TestTaskIDMustBeTheOutRequestNo: a task whose asynq ID differs from its
+// payload's out_request_no is archived as an invalid payload, and WeChat
+// sees nothing.
+func TestTaskIDMustBeTheOutRequestNo(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	p := member("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
+	data, err := json.Marshal(p)
+	require.NoError(t, err)
+	_, err = b.client.Enqueue(asynq.NewTask(tasks.TypeImport, data, asynq.TaskID("another-number-0001"), asynq.Queue(b.queue), asynq.MaxRetry(5)))
+	require.NoError(t, err)
+	info := b.waitState(t, "another-number-0001", asynq.TaskStateArchived)
+	require.Equal(t, 0, info.Retried)
+	require.Contains(t, info.LastErr, "task id is not the payload's out_request_no")
+	res := result(t, info)
+	require.Equal(t, tasks.ReasonInvalidPayload, res.Reason)
+	require.Zero(t, b.srv.Stats().Requests, "nothing reached WeChat")
 }
 
 // failingResults fails the first write of each task, as a Redis that went
@@ -424,6 +527,10 @@ type ignoreDeadline struct {
 
 func (i ignoreDeadline) Import(_ context.Context, req wechatpay.ImportRequest) (wechatpay.ImportResult, error) {
 	return i.next.Import(i.ctx, req)
+}
+
+func (i ignoreDeadline) ListCards(_ context.Context, req wechatpay.ListCardsRequest) (wechatpay.CardPage, error) {
+	return i.next.ListCards(i.ctx, req)
 }
 
 // TestAttemptTimeoutSpendsOnlyTheBudget: an attempt whose call to WeChat

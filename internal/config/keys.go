@@ -22,6 +22,7 @@ func WeChatPay(env func(string) string) (wechatpay.Config, error) {
 		MchID:         strings.TrimSpace(env("WECHATPAY_MCHID")),
 		MchCertSerial: strings.TrimSpace(env("WECHATPAY_MCH_CERT_SERIAL")),
 		PublicKeyID:   strings.TrimSpace(env("WECHATPAY_PUBLIC_KEY_ID")),
+		AppID:         strings.TrimSpace(env("WECHATPAY_APPID")),
 	}
 	var errs []error
 	collect := func(err error) {
@@ -41,9 +42,6 @@ func WeChatPay(env func(string) string) (wechatpay.Config, error) {
 		var err error
 		cfg.PublicKey, err = publicKeyFile("WECHATPAY_PUBLIC_KEY_FILE", v)
 		collect(err)
-	}
-	if cfg.PublicKeyID != "" && !strings.HasPrefix(cfg.PublicKeyID, "PUB_KEY_ID_") {
-		collect(errors.New("WECHATPAY_PUBLIC_KEY_ID: must start with PUB_KEY_ID_"))
 	}
 	if v := env("WECHATPAY_PLATFORM_CERT_FILE"); v != "" {
 		var err error

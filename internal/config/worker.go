@@ -63,6 +63,8 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 	shutdown := fs.Duration("shutdown-timeout", 20*time.Second, "time in-flight imports get to finish on SIGTERM")
 	logLevel := fs.String("log-level", orDefault(env("LOG_LEVEL"), "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	baseURL := fs.String("wechatpay-base-url", env("WECHATPAY_BASE_URL"), "WeChat Pay API base URL (env WECHATPAY_BASE_URL)")
+	allowHTTP := fs.Bool("wechatpay-allow-http", env("WECHATPAY_ALLOW_HTTP") == "1" || env("WECHATPAY_ALLOW_HTTP") == "true",
+		"accept an http:// WeChat Pay base URL on a host that is not loopback, e.g. a sandbox on a private network (env WECHATPAY_ALLOW_HTTP=1)")
 	guardFlags := registerGuard(fs, env)
 	httpFlags := bindHTTP(fs, env)
 	// cmd/worker hands --demo to internal/demo before reading any
@@ -109,12 +111,16 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 		}
 		return env(name)
 	}
-	if w.DashboardOnly {
+	if !w.DashboardOnly {
 		// Serving the dashboard needs Redis only.
-	} else if w.WeChat, err = WeChatPay(wenv); err != nil {
-		errs = append(errs, err)
-	} else if err = w.WeChat.Validate(); err != nil {
-		errs = append(errs, err)
+		w.WeChat, err = WeChatPay(wenv)
+		w.WeChat.AllowHTTP = *allowHTTP
+		if err == nil {
+			err = w.WeChat.Validate()
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return w, errors.Join(errs...)
 }

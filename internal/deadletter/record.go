@@ -2,16 +2,12 @@ package deadletter
 
 import (
 	"encoding/json"
-	"errors"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/cardimport/cardimport/internal/logging"
-	"github.com/cardimport/cardimport/internal/wechatpay"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -19,15 +15,16 @@ import (
 type Reason string
 
 const (
-	// ReasonPermanent: WeChat refused the member for good (400, 403, 404);
-	// the record carries WeChat's status, code, message and request id.
-	ReasonPermanent Reason = "permanent"
-	// ReasonRetriesExhausted: a transient fault (5xx, timeout, network)
-	// outlasted the retry budget.
-	ReasonRetriesExhausted Reason = "retries_exhausted"
+	// ReasonPermanent: WeChat refused the member for good (400, 403, 404)
+	// in an answer it signed; the record carries WeChat's status, code,
+	// message and request id.
+	ReasonPermanent Reason = tasks.ReasonPermanent
+	// ReasonRetriesExhausted: a transient fault (5xx, timeout, network, an
+	// answer that did not verify) outlasted the retry budget.
+	ReasonRetriesExhausted Reason = tasks.ReasonRetriesExhausted
 	// ReasonInvalidPayload: the task's payload is not a valid import; a
 	// replay cannot fix it, a corrected enqueue can.
-	ReasonInvalidPayload Reason = "invalid_payload"
+	ReasonInvalidPayload Reason = tasks.ReasonInvalidPayload
 	// ReasonArchivedByAsynq: asynq archived the task without the worker's
 	// error handler seeing it, e.g. a lease that expired on the task's last
 	// retry, or an operator's "archive" on the dashboard. Found by the sweep.
@@ -74,58 +71,31 @@ type Record struct {
 func FromFailure(taskID string, payload []byte, attempts int, err error, at time.Time) Record {
 	r := newRecord(taskID, payload, at)
 	r.Attempts = attempts
-	var werr *wechatpay.Error
-	switch {
-	case errors.Is(err, tasks.ErrInvalidPayload):
-		r.Reason = ReasonInvalidPayload
-	case errors.As(err, &werr):
-		r.Reason = ReasonRetriesExhausted
-		if werr.Kind == wechatpay.KindPermanent {
-			r.Reason = ReasonPermanent
-		}
-		r.HTTPStatus, r.WeChatCode, r.RequestID = werr.StatusCode, werr.Code, werr.RequestID
-	default:
-		r.Reason = ReasonRetriesExhausted
-	}
-	r.Message = MaskPayloadOpenID(payload, describe(err, werr))
+	r.fill(tasks.FailureResult(err))
 	return r
 }
 
-// describe is the message of a record: WeChat's own message for a WeChat
-// answer (the status, code and request id have their own fields), else the
-// error's text without asynq's control-flow suffix.
-func describe(err error, werr *wechatpay.Error) string {
-	if werr != nil && werr.Message != "" {
-		msg := werr.Message
-		if werr.Field != "" {
-			msg += " (field " + werr.Field + ")"
-		}
-		return msg
-	}
-	return strings.TrimSuffix(err.Error(), ": "+asynq.SkipRetry.Error())
+// fill takes the reason and WeChat's answer from the task's typed outcome.
+func (r *Record) fill(res tasks.Result) {
+	r.Reason = Reason(res.Reason)
+	r.HTTPStatus, r.WeChatCode, r.RequestID = res.HTTPStatus, res.WeChatCode, res.RequestID
+	r.Message = MaskPayloadOpenID(r.Payload, res.Message)
 }
 
 // FromArchived builds the record of a task found in asynq's archive
-// without one, reading what it can from the task's last error: the
-// handler's errors name the WeChat status, code, message and request id.
+// without one. The handler writes the dead outcome of every task it fails
+// for good as the task's result (tasks.FailureResult); a task archived
+// without one never got there (asynq's recoverer, an operator's "archive"),
+// and keeps its last error as the message.
 func FromArchived(info *asynq.TaskInfo) Record {
 	r := newRecord(info.ID, info.Payload, info.LastFailedAt)
 	r.Attempts = info.Retried + 1
+	if res, err := tasks.DecodeResult(info.Result); err == nil && res.Outcome == tasks.OutcomeDead {
+		r.fill(res)
+		return r
+	}
+	r.Reason = ReasonArchivedByAsynq
 	msg := strings.TrimSuffix(info.LastErr, ": "+asynq.SkipRetry.Error())
-	switch {
-	case strings.HasPrefix(msg, "payload rejected: "):
-		r.Reason = ReasonInvalidPayload
-	case strings.HasPrefix(msg, "import refused: "):
-		r.Reason = ReasonPermanent
-	case strings.HasPrefix(msg, "import: retries exhausted: "):
-		r.Reason = ReasonRetriesExhausted
-	default:
-		r.Reason = ReasonArchivedByAsynq
-	}
-	if e, ok := parseWeChatError(msg); ok {
-		r.HTTPStatus, r.WeChatCode, r.RequestID = e.StatusCode, e.Code, e.RequestID
-		msg = e.Message
-	}
 	if msg == "" {
 		msg = "archived without an error (an operator's archive?)"
 	}
@@ -157,18 +127,4 @@ func MaskPayloadOpenID(payload []byte, s string) string {
 		s = logging.MaskOpenIDIn(s, p.OpenID)
 	}
 	return s
-}
-
-// wechatErrorText matches the text of a *wechatpay.Error inside a task's
-// last error: "wechat pay KIND: http STATUS[ CODE][: MESSAGE][ [request_id ID]]".
-var wechatErrorText = regexp.MustCompile(`wechat pay [a-z_]+: http (\d{3})(?: ([A-Z0-9_]+))?(?:: (.*?))?(?: \[request_id ([^\]]+)\])?(?:; hint: .*)?$`)
-
-// parseWeChatError reads a WeChat answer back from the text of an error.
-func parseWeChatError(s string) (wechatpay.Error, bool) {
-	m := wechatErrorText.FindStringSubmatch(s)
-	if m == nil {
-		return wechatpay.Error{}, false
-	}
-	status, _ := strconv.Atoi(m[1])
-	return wechatpay.Error{StatusCode: status, Code: m[2], Message: m[3], RequestID: m[4]}, true
 }

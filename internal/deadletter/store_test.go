@@ -2,6 +2,7 @@ package deadletter_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -213,20 +214,32 @@ func TestFromArchived(t *testing.T) {
 	t.Parallel()
 	p := payload(7)
 	at := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+	// The handler writes how a task it failed for good ended as the
+	// task's result; the sweep reads that, never the error's text.
+	refused := &wechatpay.Error{Kind: wechatpay.KindPermanent, StatusCode: 403, Code: "NO_AUTH", Message: "商户无权限", RequestID: "08F1-42"}
+	exhausted := &wechatpay.Error{Kind: wechatpay.KindTransient, StatusCode: 500, Code: "SYSTEM_ERROR", Message: "系统错误"}
 	tests := []struct {
 		name    string
 		lastErr string
+		result  error
 		want    deadletter.Record
 	}{
 		{
 			name:    "refusal",
-			lastErr: "import refused: wechat pay permanent: http 403 NO_AUTH: 商户无权限 [request_id 08F1-42]: skip retry for the task",
+			lastErr: "import refused: whatever the text says",
+			result:  fmt.Errorf("import refused: %w: %w", refused, asynq.SkipRetry),
 			want:    deadletter.Record{Reason: deadletter.ReasonPermanent, HTTPStatus: 403, WeChatCode: "NO_AUTH", Message: "商户无权限", RequestID: "08F1-42"},
 		},
 		{
 			name:    "retries exhausted",
-			lastErr: "import: retries exhausted: wechat pay transient: http 500 SYSTEM_ERROR: 系统错误: skip retry for the task",
+			lastErr: "import: retries exhausted: whatever the text says",
+			result:  fmt.Errorf("import: retries exhausted: %w: %w", exhausted, asynq.SkipRetry),
 			want:    deadletter.Record{Reason: deadletter.ReasonRetriesExhausted, HTTPStatus: 500, WeChatCode: "SYSTEM_ERROR", Message: "系统错误"},
+		},
+		{
+			name:    "refusal text without a result is not parsed",
+			lastErr: "import refused: wechat pay permanent: http 403 NO_AUTH: 商户无权限 [request_id 08F1-42]: skip retry for the task",
+			want:    deadletter.Record{Reason: deadletter.ReasonArchivedByAsynq, Message: "import refused: wechat pay permanent: http 403 NO_AUTH: 商户无权限 [request_id 08F1-42]"},
 		},
 		{
 			name:    "lease expired on the last retry",
@@ -247,7 +260,13 @@ func TestFromArchived(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got := deadletter.FromArchived(&asynq.TaskInfo{ID: p.OutRequestNo, Payload: encode(t, p), LastErr: tt.lastErr, LastFailedAt: at, Retried: 2})
+			info := &asynq.TaskInfo{ID: p.OutRequestNo, Payload: encode(t, p), LastErr: tt.lastErr, LastFailedAt: at, Retried: 2}
+			if tt.result != nil {
+				data, err := json.Marshal(tasks.FailureResult(tt.result))
+				require.NoError(t, err)
+				info.Result = data
+			}
+			got := deadletter.FromArchived(info)
 			want := tt.want
 			want.OutRequestNo, want.CardID, want.OpenIDMasked, want.Payload = p.OutRequestNo, p.CardID, "oUpF****0007", encode(t, p)
 			want.Attempts, want.FirstFailedAt, want.LastFailedAt, want.State = 3, at, at, deadletter.StateDead

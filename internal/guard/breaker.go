@@ -35,9 +35,10 @@ const viewFresh = 100 * time.Millisecond
 // Causes and hints the breaker opens with; operators read them in the log,
 // in ReadState and on `enqueue circuit`.
 const (
-	causeSignError = "wechat pay rejects our signature (401 SIGN_ERROR)"
-	causeOutage    = "wechat pay failing: %d 5xx answers or timeouts in a row (last: %s)"
-	hintOutage     = "wechat pay is down or unreachable from this host; imports resume by themselves once a probe call succeeds; check this host's network egress to WECHATPAY_BASE_URL"
+	causeSignError  = "wechat pay rejects our signature (401 SIGN_ERROR)"
+	causeOutage     = "wechat pay failing: %d 5xx answers or timeouts in a row (last: %s)"
+	causeUnverified = "wechat pay's answers do not verify: %d in a row (last: %s)"
+	hintOutage      = "wechat pay is down or unreachable from this host; imports resume by themselves once a probe call succeeds; check this host's network egress to WECHATPAY_BASE_URL"
 )
 
 // breaker is the fleet's circuit breaker, kept in a Redis hash. Closed (no
@@ -49,7 +50,7 @@ const (
 type breaker struct {
 	rdb       redis.UniversalClient
 	keys      keys
-	threshold int
+	threshold thresholds
 	probe     time.Duration
 	log       zerolog.Logger
 	stop      <-chan struct{}
@@ -100,7 +101,14 @@ func (v *view) dirty() {
 	v.Unlock()
 }
 
-func newBreaker(rdb redis.UniversalClient, k keys, threshold int, probe time.Duration, log zerolog.Logger, stop <-chan struct{}) *breaker {
+// thresholds are the runs of failures that open the circuit, each counted
+// on its own: a run of outages says nothing of our key, and the reverse.
+type thresholds struct {
+	outage     int
+	unverified int
+}
+
+func newBreaker(rdb redis.UniversalClient, k keys, threshold thresholds, probe time.Duration, log zerolog.Logger, stop <-chan struct{}) *breaker {
 	return &breaker{rdb: rdb, keys: k, threshold: threshold, probe: probe, log: log, stop: stop}
 }
 
@@ -168,8 +176,9 @@ func (b *breaker) record(ctx context.Context, err error, probe bool) (outage boo
 	case err == nil:
 		b.succeed(ctx)
 		return false
-	case werr != nil && (werr.Kind == wechatpay.KindPermanent || werr.Kind == wechatpay.KindAlreadyMember):
-		// WeChat verified our signature and judged the member: it works.
+	case werr != nil && werr.Kind == wechatpay.KindPermanent:
+		// WeChat verified our signature and judged the member in an
+		// answer we verified: both keys work.
 		b.succeed(ctx)
 		return false
 	}
@@ -187,8 +196,10 @@ func (b *breaker) record(ctx context.Context, err error, probe bool) (outage boo
 		return b.open(ctx, werr, probe)
 	case werr.Kind == wechatpay.KindTransient && (werr.StatusCode >= 500 || werr.StatusCode == 0):
 		return b.fail(ctx, werr.StatusCode, werr.Code, probe)
+	case werr.Kind == wechatpay.KindUnverified:
+		return b.unverified(ctx, werr, probe)
 	}
-	// A 429, a 202, a forged answer or our own cancellation says nothing
+	// A 429, a 202, a redirect or our own cancellation says nothing
 	// about the fault; a probe that met one hands over to the next.
 	if probe {
 		b.handOver(ctx)
@@ -226,7 +237,16 @@ func (b *breaker) succeed(ctx context.Context) {
 
 // open opens the circuit at once: the fault is in our configuration.
 func (b *breaker) open(ctx context.Context, werr *wechatpay.Error, probe bool) bool {
-	return b.transition(ctx, 0, causeSignError, werr.Hint, werr.StatusCode, werr.Code, probe)
+	return b.transition(ctx, counterFailures, 0, causeSignError, werr.Hint, werr.StatusCode, werr.Code, probe)
+}
+
+// unverified counts an answer that did not verify, and opens the circuit at
+// its threshold: answers that stop verifying across members are a key
+// configured wrong, and retrying each member would only burn its budget.
+func (b *breaker) unverified(ctx context.Context, werr *wechatpay.Error, probe bool) bool {
+	last := fmt.Sprintf("http %d", werr.StatusCode)
+	return b.transition(ctx, counterUnverified, b.threshold.unverified,
+		fmt.Sprintf(causeUnverified, b.threshold.unverified, last), wechatpay.HintUnverified, werr.StatusCode, werr.Code, probe)
 }
 
 // fail counts a 5xx or a timeout, opens the circuit at the threshold, and
@@ -236,15 +256,21 @@ func (b *breaker) fail(ctx context.Context, status int, code string, probe bool)
 	if status != 0 {
 		last = fmt.Sprintf("http %d %s", status, code)
 	}
-	return b.transition(ctx, b.threshold, fmt.Sprintf(causeOutage, b.threshold, last), hintOutage, status, code, probe)
+	return b.transition(ctx, counterFailures, b.threshold.outage, fmt.Sprintf(causeOutage, b.threshold.outage, last), hintOutage, status, code, probe)
 }
 
-// transition counts a failure, opens the circuit when threshold is 0 or
-// reached, logs the opening if this call made it, and reports whether the
-// circuit is open.
-func (b *breaker) transition(ctx context.Context, threshold int, cause, hint string, status int, code string, probe bool) bool {
+// Counters of the circuit's hash, one per run of failures that opens it.
+const (
+	counterFailures   = "failures"
+	counterUnverified = "unverified"
+)
+
+// transition counts a failure in counter, opens the circuit when threshold
+// is 0 or reached, logs the opening if this call made it, and reports
+// whether the circuit is open.
+func (b *breaker) transition(ctx context.Context, counter string, threshold int, cause, hint string, status int, code string, probe bool) bool {
 	res, err := openScript.Run(ctx, b.rdb, []string{b.keys.circuit},
-		cause, hint, b.probe.Milliseconds(), threshold, probe).Slice()
+		cause, hint, b.probe.Milliseconds(), threshold, probe, counter).Slice()
 	if err != nil || len(res) != 2 {
 		b.log.Warn().Err(err).Msg("circuit state not recorded")
 		return false
@@ -301,12 +327,12 @@ return 1
 `)
 
 // openScript: KEYS circuit; ARGV cause, hint, probe interval ms, threshold
-// (0: open at once), 1 if the call was a probe. Counts a failure, opens at
-// the threshold, and sets the next probe one interval later (when opening,
-// or after a failed probe). Returns {0 closed / 1 opened now / 2 already
-// open, failures}.
+// (0: open at once), 1 if the call was a probe, the counter field. Counts a
+// failure in the counter, opens at the threshold, and sets the next probe
+// one interval later (when opening, or after a failed probe). Returns {0
+// closed / 1 opened now / 2 already open, failures}.
 var openScript = redis.NewScript(nowMillis + `
-local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+local n = redis.call('HINCRBY', KEYS[1], ARGV[6], 1)
 if redis.call('HGET', KEYS[1], 'state') == 'open' then
   if ARGV[5] == '1' then
     redis.call('HSET', KEYS[1], 'next_probe', now + tonumber(ARGV[3]))

@@ -42,6 +42,10 @@ const (
 	// one every five seconds tells a recovery quickly and costs WeChat
 	// nothing.
 	DefaultProbeInterval = 5 * time.Second
+	// DefaultUnverifiedThreshold: five answers in a row that do not verify,
+	// with no verified answer between them, is a key configured wrong (or a
+	// proxy rewriting answers), not WeChat's occasional probe.
+	DefaultUnverifiedThreshold = 5
 	// DefaultMaxWait is how long a task waits in place for the circuit or
 	// the rate limit before it is handed back to the queue. Waiting in
 	// place keeps a queue of many thousands from cycling through Redis
@@ -71,6 +75,9 @@ type Config struct {
 	// FailureThreshold is how many 5xx answers or timeouts in a row open
 	// the circuit. Defaults to DefaultFailureThreshold.
 	FailureThreshold int
+	// UnverifiedThreshold is how many answers in a row that do not verify
+	// open the circuit. Defaults to DefaultUnverifiedThreshold.
+	UnverifiedThreshold int
 	// ProbeInterval is how often one call goes through while the circuit
 	// is open. Defaults to DefaultProbeInterval.
 	ProbeInterval time.Duration
@@ -85,6 +92,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.FailureThreshold == 0 {
 		c.FailureThreshold = DefaultFailureThreshold
+	}
+	if c.UnverifiedThreshold == 0 {
+		c.UnverifiedThreshold = DefaultUnverifiedThreshold
 	}
 	if c.ProbeInterval == 0 {
 		c.ProbeInterval = DefaultProbeInterval
@@ -112,6 +122,9 @@ func (c Config) validate() error {
 	}
 	if c.FailureThreshold < 1 {
 		errs = append(errs, fmt.Errorf("guard: FailureThreshold must be at least 1, got %d", c.FailureThreshold))
+	}
+	if c.UnverifiedThreshold < 1 {
+		errs = append(errs, fmt.Errorf("guard: UnverifiedThreshold must be at least 1, got %d", c.UnverifiedThreshold))
 	}
 	if c.ProbeInterval <= 0 {
 		errs = append(errs, fmt.Errorf("guard: ProbeInterval must be positive, got %s", c.ProbeInterval))
@@ -150,7 +163,7 @@ func New(next tasks.Importer, cfg Config) (*Guard, error) {
 		next:    next,
 		stop:    stop,
 		limiter: newLimiter(cfg.Redis, k, cfg.Rate, log, stop),
-		breaker: newBreaker(cfg.Redis, k, cfg.FailureThreshold, cfg.ProbeInterval, log, stop),
+		breaker: newBreaker(cfg.Redis, k, thresholds{outage: cfg.FailureThreshold, unverified: cfg.UnverifiedThreshold}, cfg.ProbeInterval, log, stop),
 		maxWait: cfg.MaxWait,
 		probe:   cfg.ProbeInterval,
 		log:     log,
@@ -162,23 +175,46 @@ func New(next tasks.Importer, cfg Config) (*Guard, error) {
 // limiter what WeChat answered. A 429 is tried again here, under the same
 // out_request_no, with a new token.
 func (g *Guard) Import(ctx context.Context, req wechatpay.ImportRequest) (wechatpay.ImportResult, error) {
+	var res wechatpay.ImportResult
+	err := g.call(ctx, func(ctx context.Context) (err error) {
+		res, err = g.next.Import(ctx, req)
+		return err
+	})
+	return res, err
+}
+
+// ListCards implements tasks.Importer: the list of a member's cards, asked
+// to confirm an already-member, goes through the same rate limit and
+// circuit as an import.
+func (g *Guard) ListCards(ctx context.Context, req wechatpay.ListCardsRequest) (wechatpay.CardPage, error) {
+	var page wechatpay.CardPage
+	err := g.call(ctx, func(ctx context.Context) (err error) {
+		page, err = g.next.ListCards(ctx, req)
+		return err
+	})
+	return page, err
+}
+
+// call makes one call to WeChat when the circuit and the shared rate let
+// it, and records what WeChat answered.
+func (g *Guard) call(ctx context.Context, do func(context.Context) error) error {
 	until := g.waitUntil(ctx)
 	for attempt := 1; ; attempt++ {
 		probe, err := g.breaker.admit(ctx, until)
 		if err != nil {
-			return wechatpay.ImportResult{}, err
+			return err
 		}
 		if err := g.limiter.wait(ctx, until); err != nil {
 			if probe {
 				g.breaker.handOver(context.WithoutCancel(ctx))
 			}
-			return wechatpay.ImportResult{}, err
+			return err
 		}
-		res, err := g.next.Import(ctx, req)
+		err = do(ctx)
 		if g.breaker.record(ctx, err, probe) {
 			// The fault is everyone's: the task comes back with the
 			// probes, without spending a retry.
-			return res, &tasks.DeferredError{Reason: tasks.DeferCircuitOpen, RetryAfter: g.probe, Err: err}
+			return &tasks.DeferredError{Reason: tasks.DeferCircuitOpen, RetryAfter: g.probe, Err: err}
 		}
 		if err != nil && wechatpay.KindOf(err) == wechatpay.KindRateLimited {
 			g.limiter.slowDown(ctx)
@@ -186,7 +222,7 @@ func (g *Guard) Import(ctx context.Context, req wechatpay.ImportRequest) (wechat
 				continue
 			}
 		}
-		return res, err
+		return err
 	}
 }
 

@@ -211,6 +211,40 @@ func TestOutageOpensAfterARunOfFailures(t *testing.T) {
 	require.Equal(t, 1, strings.Count(logs.String(), "circuit closed"))
 }
 
+// TestUnverifiedAnswersOpenTheCircuit: answers that stop verifying, across
+// members, are a key configured wrong: after the threshold the circuit
+// opens with a hint naming the key settings, and from then on calls come
+// back deferred, spending no retry; the list call is held like an import.
+func TestUnverifiedAnswersOpenTheCircuit(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	g, logs := b.newGuard(t, nil, guard.Config{UnverifiedThreshold: 3, ProbeInterval: 200 * time.Millisecond, MaxWait: 3 * time.Second})
+	b.srv.ForgeNext(1000)
+	b.srv.ForgeNextList(1000)
+	for i := 1; i <= 2; i++ {
+		_, err := g.Import(context.Background(), request())
+		require.Equal(t, wechatpay.KindUnverified, wechatpay.KindOf(err))
+		require.True(t, tasks.IsFailure(err), "before the circuit opens it is the task's retry")
+		require.Equal(t, i, b.state(t).Unverified)
+		require.Zero(t, b.state(t).Failures, "a run of unverified answers is counted apart from outages")
+	}
+	_, err := g.Import(context.Background(), request())
+	var d *tasks.DeferredError
+	require.ErrorAs(t, err, &d, "the answer that opens the circuit spends no retry")
+	require.False(t, tasks.IsFailure(err))
+	s := b.state(t)
+	require.True(t, s.Open)
+	require.Equal(t, "wechat pay's answers do not verify: 3 in a row (last: http 200)", s.Cause)
+	require.Contains(t, s.Hint, "WECHATPAY_PUBLIC_KEY_FILE")
+	require.Contains(t, s.Hint, "WECHATPAY_APIV3_KEY_FILE")
+	for range 3 {
+		_, err = g.ListCards(context.Background(), wechatpay.ListCardsRequest{OpenID: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"})
+		require.ErrorAs(t, err, &d, "while open, a list call is held back or deferred too")
+		require.False(t, tasks.IsFailure(err))
+	}
+	require.Equal(t, 1, strings.Count(logs.String(), "circuit opened"))
+}
+
 // TestGoodAnswersResetTheRun: failures spread between good answers (and
 // WeChat's refusals of single members, which prove it works) never open
 // the circuit.

@@ -22,6 +22,9 @@ type State struct {
 	Since time.Time `json:"since,omitzero"`
 	// Failures counts 5xx answers and timeouts since the last good answer.
 	Failures int `json:"failures"`
+	// Unverified counts answers whose signature did not verify since the
+	// last verified answer.
+	Unverified int `json:"unverified"`
 	// NextProbe is how long until the next probe may go; 0 when one may go
 	// now or the circuit is closed.
 	NextProbe time.Duration `json:"next_probe"`
@@ -40,6 +43,7 @@ func ReadState(ctx context.Context, rdb redis.UniversalClient, queue string) (St
 	}
 	s := State{Open: h["state"] == stateOpen}
 	s.Failures, _ = strconv.Atoi(h["failures"])
+	s.Unverified, _ = strconv.Atoi(h["unverified"])
 	if s.Open {
 		s.Cause, s.Hint = h["cause"], h["hint"]
 		if ms, err := strconv.ParseInt(h["since"], 10, 64); err == nil {

@@ -15,15 +15,18 @@ const (
 	OutcomeAlreadyMember = "already_member"
 	OutcomeRefused       = "refused"
 	OutcomeTransient     = "transient"
+	OutcomeUnverified    = "unverified"
 	OutcomeRateLimited   = "rate_limited"
 	OutcomeSystemic      = "systemic"
 )
 
-var outcomes = []string{OutcomeImported, OutcomeAlreadyMember, OutcomeRefused, OutcomeTransient, OutcomeRateLimited, OutcomeSystemic}
+var outcomes = []string{OutcomeImported, OutcomeAlreadyMember, OutcomeRefused, OutcomeTransient, OutcomeUnverified, OutcomeRateLimited, OutcomeSystemic}
 
-// InstrumentImporter returns an Importer that imports through imp and
-// counts each call by outcome and WeChat code and times it. The handler
-// stays free of Prometheus: it sees the same results and errors.
+// InstrumentImporter returns an Importer that calls WeChat through imp and
+// times each import call by its outcome and counts each list call. The
+// handler stays free of Prometheus: it sees the same results and errors.
+// How an attempt ended (an already-member is an import refused, then a
+// list) is counted by ObserveAttempt, which the handler calls.
 func (m *Metrics) InstrumentImporter(imp tasks.Importer) tasks.Importer {
 	return &instrumented{next: imp, m: m}
 }
@@ -36,14 +39,40 @@ type instrumented struct {
 func (i *instrumented) Import(ctx context.Context, req wechatpay.ImportRequest) (wechatpay.ImportResult, error) {
 	start := time.Now()
 	res, err := i.next.Import(ctx, req)
-	outcome, code := classify(err)
+	outcome, _ := classify(err)
 	i.m.duration.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
-	i.m.imports.WithLabelValues(outcome, code).Inc()
 	return res, err
 }
 
-// classify names an import's outcome and WeChat's code, "" when WeChat
-// gave none (success, network error, timeout).
+func (i *instrumented) ListCards(ctx context.Context, req wechatpay.ListCardsRequest) (wechatpay.CardPage, error) {
+	page, err := i.next.ListCards(ctx, req)
+	outcome := "listed"
+	if err != nil {
+		outcome = wechatpay.KindOf(err).String()
+	}
+	i.m.cardLists.WithLabelValues(outcome).Inc()
+	return page, err
+}
+
+// ObserveAttempt counts one attempt that reached WeChat by how it ended:
+// outcome is tasks' settled outcome (imported, already_member) or the kind
+// of the error, code WeChat's code if any. The handler calls it
+// (tasks.HandlerConfig.Observe).
+func (m *Metrics) ObserveAttempt(outcome tasks.AttemptOutcome, code string) {
+	m.imports.WithLabelValues(label(outcome), sanitizeCode(code)).Inc()
+}
+
+// label names an attempt's outcome as the metrics always have: a
+// permanent refusal is "refused".
+func label(o tasks.AttemptOutcome) string {
+	if o == tasks.AttemptOutcome(wechatpay.KindPermanent.String()) {
+		return OutcomeRefused
+	}
+	return string(o)
+}
+
+// classify names a call's outcome and WeChat's code, "" when WeChat gave
+// none (success, network error, timeout).
 func classify(err error) (outcome, code string) {
 	if err == nil {
 		return OutcomeImported, ""
@@ -52,17 +81,7 @@ func classify(err error) (outcome, code string) {
 	if errors.As(err, &werr) {
 		code = sanitizeCode(werr.Code)
 	}
-	switch wechatpay.KindOf(err) {
-	case wechatpay.KindAlreadyMember:
-		return OutcomeAlreadyMember, code
-	case wechatpay.KindPermanent:
-		return OutcomeRefused, code
-	case wechatpay.KindRateLimited:
-		return OutcomeRateLimited, code
-	case wechatpay.KindSystemic:
-		return OutcomeSystemic, code
-	}
-	return OutcomeTransient, code
+	return label(tasks.AttemptOutcome(wechatpay.KindOf(err).String())), code
 }
 
 // sanitizeCode keeps the label set small: WeChat's codes are upper-case

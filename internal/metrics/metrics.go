@@ -42,6 +42,7 @@ type Config struct {
 // Metric names, for dashboards and alerts.
 const (
 	ImportsTotal        = "cardimport_imports_total"
+	CardListCallsTotal  = "cardimport_card_list_calls_total"
 	CallDurationSeconds = "cardimport_wechat_call_duration_seconds"
 	DeadLetters         = "cardimport_dead_letters"
 )
@@ -54,6 +55,7 @@ type Metrics struct {
 	reg       *prometheus.Registry
 	imports   *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
+	cardLists *prometheus.CounterVec
 	inspector *asynq.Inspector
 	log       zerolog.Logger
 }
@@ -72,8 +74,12 @@ func New(cfg Config) (*Metrics, error) {
 		log:       zerolog.Nop(),
 		imports: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: ImportsTotal,
-			Help: "Import attempts by outcome (imported, already_member, refused, transient, rate_limited, systemic) and WeChat's error code.",
+			Help: "Import attempts that reached WeChat Pay, by how they ended (imported, already_member, refused, transient, unverified, rate_limited, systemic) and WeChat's error code.",
 		}, []string{"outcome", "wechat_code"}),
+		cardLists: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: CardListCallsTotal,
+			Help: "Calls listing a member's cards (asked to confirm an already-member), by outcome (listed, or the kind of the failure).",
+		}, []string{"outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: CallDurationSeconds,
 			Help: "Duration of import calls to WeChat Pay, backup host included, by outcome.",
@@ -89,7 +95,7 @@ func New(cfg Config) (*Metrics, error) {
 		m.duration.WithLabelValues(o)
 	}
 	toRegister := []prometheus.Collector{
-		m.imports, m.duration,
+		m.imports, m.duration, m.cardLists,
 		asynqmetrics.NewQueueMetricsCollector(m.inspector),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -41,8 +42,9 @@ func serve(t *testing.T, cfg metrics.Config) (*metrics.Metrics, string) {
 	return m, srv.URL + "/metrics"
 }
 
-// TestImportsByOutcome: calls through the instrumented client to the
-// emulator are counted by outcome and WeChat code and timed.
+// TestImportsByOutcome: attempts run by the handler against the emulator
+// are counted by how they ended and WeChat's code, import calls timed, and
+// list calls counted.
 func TestImportsByOutcome(t *testing.T) {
 	t.Parallel()
 	r := redistest.NewPrivate(t)
@@ -52,15 +54,17 @@ func TestImportsByOutcome(t *testing.T) {
 	client, err := wechatpay.NewClient(context.Background(), srv.ClientConfig(wechatpay.ModePublicKey))
 	require.NoError(t, err)
 	t.Cleanup(client.Close)
-	imp := m.InstrumentImporter(client)
+	h, err := tasks.NewHandler(tasks.HandlerConfig{Importer: m.InstrumentImporter(client), Observer: m})
+	require.NoError(t, err)
 
 	call := func(cardID, openid string) error {
-		_, err := imp.Import(context.Background(), wechatpay.ImportRequest{CardID: cardID, OpenID: openid, OutRequestNo: nextNo()})
-		return err
+		data, err := json.Marshal(tasks.Payload{CardID: cardID, OpenID: openid, OutRequestNo: nextNo()})
+		require.NoError(t, err)
+		return h.ProcessTask(context.Background(), asynq.NewTask(tasks.TypeImport, data))
 	}
 	require.NoError(t, call(card, "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"))
 	require.NoError(t, call(card, "oUpF8uMuAJO_M2pxb1Q9zNjWeS6p"))
-	require.Error(t, call(card, wechatpaytest.OpenIDPrefixMember+"MuAJO_M2pxb1Q9z"))
+	require.NoError(t, call(card, wechatpaytest.OpenIDPrefixMember+"MuAJO_M2pxb1Q9z"), "a holder, confirmed by the list")
 	require.Error(t, call(wechatpaytest.CardIDPrefixNoAuth+"WOibDc5-TBnbUk1", "oUpF8uMuAJO_M2pxb1Q9zNjWeS6q"))
 	require.Error(t, call(card, wechatpaytest.OpenIDPrefixNoTrade+"MuAJO_M2pxb1Q9z"))
 	srv.FailNext(1, http.StatusInternalServerError, "SYSTEM_ERROR", "系统错误")
@@ -70,6 +74,8 @@ func TestImportsByOutcome(t *testing.T) {
 	for range 4 {
 		require.Error(t, call(card, "oUpF8uMuAJO_M2pxb1Q9zNjWeS6r"))
 	}
+	srv.ForgeNext(1)
+	require.Error(t, call(card, "oUpF8uMuAJO_M2pxb1Q9zNjWeS6s"))
 
 	got := metricstest.Scrape(t, url)
 	tests := []struct {
@@ -77,24 +83,28 @@ func TestImportsByOutcome(t *testing.T) {
 		want          float64
 	}{
 		{metrics.OutcomeImported, "", 2},
-		{metrics.OutcomeAlreadyMember, "INVALID_REQUEST", 1},
+		{metrics.OutcomeAlreadyMember, "", 1},
 		{metrics.OutcomeRefused, "NO_AUTH", 1},
 		{metrics.OutcomeRefused, "INVALID_REQUEST", 1},
 		{metrics.OutcomeTransient, "SYSTEM_ERROR", 1},
 		{metrics.OutcomeRateLimited, "FREQUENCY_LIMITED", 1},
 		{metrics.OutcomeSystemic, "SIGN_ERROR", 1},
 		{metrics.OutcomeRefused, "OTHER", 1},
+		{metrics.OutcomeUnverified, "", 1},
 	}
 	for _, tt := range tests {
 		v, ok := got.Value(metrics.ImportsTotal, "outcome", tt.outcome, "wechat_code", tt.code)
 		require.True(t, ok, "%s{outcome=%q,wechat_code=%q} is exposed", metrics.ImportsTotal, tt.outcome, tt.code)
 		require.Equal(t, tt.want, v, "%s %s", tt.outcome, tt.code)
 	}
-	for outcome, want := range map[string]float64{metrics.OutcomeImported: 2, metrics.OutcomeRefused: 3, metrics.OutcomeTransient: 1} {
+	for outcome, want := range map[string]float64{metrics.OutcomeImported: 2, metrics.OutcomeRefused: 4, metrics.OutcomeTransient: 1, metrics.OutcomeUnverified: 1} {
 		n, ok := got.Value(metrics.CallDurationSeconds, "outcome", outcome)
 		require.True(t, ok)
 		require.Equal(t, want, n, "calls timed for %s", outcome)
 	}
+	lists, ok := got.Value(metrics.CardListCallsTotal, "outcome", "listed")
+	require.True(t, ok)
+	require.Equal(t, 2.0, lists, "the holder and the member without a trade were looked up")
 }
 
 // TestClassifyWithoutAnAnswer: an error that is not WeChat's answer (a
@@ -103,9 +113,12 @@ func TestClassifyWithoutAnAnswer(t *testing.T) {
 	t.Parallel()
 	r := redistest.NewPrivate(t)
 	m, url := serve(t, metrics.Config{Redis: r.Opt})
-	imp := m.InstrumentImporter(failing{err: fmt.Errorf("import: %w", context.DeadlineExceeded)})
-	_, err := imp.Import(context.Background(), wechatpay.ImportRequest{})
-	require.ErrorIs(t, err, context.DeadlineExceeded, "the error passes through unchanged")
+	h, err := tasks.NewHandler(tasks.HandlerConfig{Importer: failing{err: fmt.Errorf("import: %w", context.DeadlineExceeded)}, Observer: m})
+	require.NoError(t, err)
+	data, err := json.Marshal(tasks.Payload{CardID: card, OpenID: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", OutRequestNo: nextNo()})
+	require.NoError(t, err)
+	err = h.ProcessTask(context.Background(), asynq.NewTask(tasks.TypeImport, data))
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the error passes through")
 	v, ok := metricstest.Scrape(t, url).Value(metrics.ImportsTotal, "outcome", metrics.OutcomeTransient, "wechat_code", "")
 	require.True(t, ok)
 	require.Equal(t, 1.0, v)
@@ -115,6 +128,10 @@ type failing struct{ err error }
 
 func (f failing) Import(context.Context, wechatpay.ImportRequest) (wechatpay.ImportResult, error) {
 	return wechatpay.ImportResult{}, f.err
+}
+
+func (f failing) ListCards(context.Context, wechatpay.ListCardsRequest) (wechatpay.CardPage, error) {
+	return wechatpay.CardPage{}, f.err
 }
 
 // TestQueueCollector: asynq's queue collector reports the test queue's

@@ -17,14 +17,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/wechatpay-apiv3/wechatpay-go/core"
 	"github.com/wechatpay-apiv3/wechatpay-go/core/auth"
 	"github.com/wechatpay-apiv3/wechatpay-go/core/auth/signers"
 	"github.com/wechatpay-apiv3/wechatpay-go/core/auth/validators"
 	"github.com/wechatpay-apiv3/wechatpay-go/core/auth/verifiers"
 	"github.com/wechatpay-apiv3/wechatpay-go/core/consts"
-	"github.com/wechatpay-apiv3/wechatpay-go/core/downloader"
-	"github.com/wechatpay-apiv3/wechatpay-go/core/option"
 )
 
 // DefaultBaseURL is WeChat Pay's production API host.
@@ -67,19 +66,29 @@ const (
 // to verify WeChat's answers.
 type Config struct {
 	// BaseURL is scheme and host of the API, e.g. a sandbox's address.
-	// Defaults to DefaultBaseURL.
+	// Defaults to DefaultBaseURL. http:// is accepted only for a loopback
+	// host, or with AllowHTTP.
 	BaseURL string
 	// BackupBaseURL is tried when BaseURL cannot be reached at all (the
 	// connection fails), within the same attempt and with the same
 	// out_request_no. Defaults to DefaultBackupBaseURL when BaseURL is the
 	// production host, and to none otherwise.
 	BackupBaseURL string
+	// AllowHTTP accepts an http:// BaseURL on a host that is not loopback,
+	// such as a sandbox on docker-compose's private network
+	// (WECHATPAY_ALLOW_HTTP). Defaults to false: the signed requests, the
+	// openids and the answers would cross a network in the clear.
+	AllowHTTP bool
 	// MchID is the merchant number. Required.
 	MchID string
 	// MchCertSerial is the serial of the merchant API certificate. Required.
 	MchCertSerial string
 	// MchPrivateKey is the merchant API private key. Required.
 	MchPrivateKey *rsa.PrivateKey
+	// AppID is the brand's service-account AppID, sent with the list of a
+	// member's cards (WECHATPAY_APPID). Defaults to none: WeChat then lists
+	// the member's cards of every AppID.
+	AppID string
 	// PublicKeyID and PublicKey select public-key mode. Defaults to unset.
 	PublicKeyID string
 	PublicKey   *rsa.PublicKey
@@ -87,11 +96,16 @@ type Config struct {
 	// unset. Together with PublicKey, answers signed by either verify.
 	PlatformCertificates []*x509.Certificate
 	// APIv3Key selects auto-download mode: platform certificates are fetched
-	// from BaseURL's /v3/certificates and refreshed. Defaults to unset.
+	// from BaseURL's /v3/certificates, and again when an answer is signed
+	// with a serial not yet downloaded. Defaults to unset.
 	APIv3Key string
-	// HTTPClient sends the requests. Defaults to a client with
-	// DefaultHTTPTimeout and enough idle connections for a busy worker.
+	// HTTPClient sends the requests. It is copied, and the copy never
+	// follows a redirect. Defaults to a client with DefaultHTTPTimeout and
+	// enough idle connections for a busy worker.
 	HTTPClient *http.Client
+	// Logger receives the certificate downloads of auto-download mode.
+	// Defaults to a logger that discards everything.
+	Logger *zerolog.Logger
 }
 
 // Mode reports which verification mode the configuration selects, or an
@@ -117,6 +131,10 @@ func (c Config) Mode() (Mode, error) {
 	return "", errors.New("WECHATPAY_PUBLIC_KEY_FILE, WECHATPAY_PLATFORM_CERT_FILE or WECHATPAY_APIV3_KEY_FILE: one is required to verify WeChat's answers")
 }
 
+// publicKeyIDPrefix starts every WeChat Pay public key id; a certificate
+// serial (hex) in WECHATPAY_PUBLIC_KEY_ID is a mix-up of the two modes.
+const publicKeyIDPrefix = "PUB_KEY_ID_"
+
 // Validate reports every missing or conflicting setting, each naming its
 // environment variable.
 func (c Config) Validate() error {
@@ -133,20 +151,64 @@ func (c Config) Validate() error {
 	if _, err := c.Mode(); err != nil {
 		errs = append(errs, err)
 	}
-	if _, err := ParseBaseURL(c.BaseURL); err != nil {
-		errs = append(errs, err)
+	if c.PublicKeyID != "" && !strings.HasPrefix(c.PublicKeyID, publicKeyIDPrefix) {
+		errs = append(errs, fmt.Errorf("WECHATPAY_PUBLIC_KEY_ID: must start with %s (the id WeChat Pay shows beside its public key), got %q", publicKeyIDPrefix, c.PublicKeyID))
 	}
-	if c.BackupBaseURL != "" {
-		if _, err := ParseBaseURL(c.BackupBaseURL); err != nil {
-			errs = append(errs, fmt.Errorf("backup %w", err))
+	for _, cert := range c.PlatformCertificates {
+		if c.isMerchantCertificate(cert) {
+			errs = append(errs, errors.New("WECHATPAY_PLATFORM_CERT_FILE: holds the merchant's own API certificate (serial WECHATPAY_MCH_CERT_SERIAL); it must hold WeChat Pay's platform certificate, which signs WeChat's answers"))
+			break
 		}
 	}
+	errs = append(errs, c.validateBaseURLs()...)
 	return errors.Join(errs...)
 }
 
-// ParseBaseURL checks a WECHATPAY_BASE_URL value: scheme and host only,
+// isMerchantCertificate reports whether cert is the merchant's own API
+// certificate, by its serial or by its key: verifying WeChat's answers with
+// it fails every time, and every member would burn its retries.
+func (c Config) isMerchantCertificate(cert *x509.Certificate) bool {
+	if cert == nil {
+		return false
+	}
+	if c.MchCertSerial != "" && strings.EqualFold(fmt.Sprintf("%X", cert.SerialNumber), c.MchCertSerial) {
+		return true
+	}
+	pub, ok := cert.PublicKey.(*rsa.PublicKey)
+	return ok && c.MchPrivateKey != nil && pub.Equal(&c.MchPrivateKey.PublicKey)
+}
+
+func (c Config) validateBaseURLs() []error {
+	var errs []error
+	for _, b := range []struct{ name, raw string }{{"WECHATPAY_BASE_URL", c.BaseURL}, {"WECHATPAY_BACKUP_BASE_URL", c.BackupBaseURL}} {
+		if b.raw == "" && b.name != "WECHATPAY_BASE_URL" {
+			continue
+		}
+		u, err := ParseBaseURL(b.raw)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", b.name, err))
+			continue
+		}
+		if u.Scheme == "http" && !c.AllowHTTP && !IsLoopbackHost(u.Hostname()) {
+			errs = append(errs, fmt.Errorf("%s: http:// is allowed only to a loopback host (set WECHATPAY_ALLOW_HTTP=1 for a sandbox on a private network), got host %q", b.name, u.Hostname()))
+		}
+	}
+	return errs
+}
+
+// IsLoopbackHost reports whether host (a name or an address, without a
+// port) is this machine: localhost or a loopback address.
+func IsLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+// ParseBaseURL checks a base URL: https or http, scheme and host only,
 // because the signature covers the request path and a path prefix would
-// break it. Empty means DefaultBaseURL.
+// break it. Empty means DefaultBaseURL. Errors do not name the variable.
 func ParseBaseURL(raw string) (*url.URL, error) {
 	if raw == "" {
 		raw = DefaultBaseURL
@@ -154,13 +216,15 @@ func ParseBaseURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("WECHATPAY_BASE_URL: %v", err)
+		return nil, errors.New("not a URL")
 	case u.Scheme != "https" && u.Scheme != "http":
-		return nil, fmt.Errorf("WECHATPAY_BASE_URL: scheme must be https or http, got %q", u.Scheme)
+		return nil, fmt.Errorf("scheme must be https or http, got %q", u.Scheme)
 	case u.Host == "":
-		return nil, errors.New("WECHATPAY_BASE_URL: has no host")
+		return nil, errors.New("has no host")
+	case u.User != nil:
+		return nil, errors.New("must not carry a user or password")
 	case strings.Trim(u.Path, "/") != "" || u.RawQuery != "":
-		return nil, errors.New("WECHATPAY_BASE_URL: must be scheme and host only, without a path or query")
+		return nil, errors.New("must be scheme and host only, without a path or query")
 	}
 	u.Path = ""
 	return u, nil
@@ -169,10 +233,14 @@ func ParseBaseURL(raw string) (*url.URL, error) {
 // Client imports member cards through WeChat Pay API v3.
 type Client struct {
 	core      *core.Client
+	validator auth.Validator
 	baseURL   string
 	backupURL string
+	appID     string
 	mode      Mode
-	mgr       *downloader.CertificateDownloaderMgr
+	// certs is set in auto-download mode: the downloaded platform
+	// certificates, fetched again when an answer names an unknown serial.
+	certs *autoCertificates
 }
 
 // NewClient builds a client. In auto-download mode it downloads WeChat's
@@ -184,78 +252,59 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	base, _ := ParseBaseURL(cfg.BaseURL)
 	mode, _ := cfg.Mode()
-	hc := cfg.HTTPClient
-	if hc == nil {
-		hc = defaultHTTPClient()
+	hc := noRedirects(cfg.HTTPClient)
+	log := zerolog.Nop()
+	if cfg.Logger != nil {
+		log = *cfg.Logger
 	}
 	signer := &signers.SHA256WithRSASigner{
 		MchID:               cfg.MchID,
 		CertificateSerialNo: cfg.MchCertSerial,
 		PrivateKey:          cfg.MchPrivateKey,
 	}
-	c := &Client{baseURL: base.String(), backupURL: backupURL(cfg, base), mode: mode}
-	var verify core.ClientOption
+	c := &Client{baseURL: base.String(), backupURL: backupURL(cfg, base), appID: cfg.AppID, mode: mode}
+	var verifier auth.Verifier
 	switch mode {
 	case ModePublicKey:
-		verify = option.WithWechatPayPublicKeyAuthCipher(cfg.MchID, cfg.MchCertSerial, cfg.MchPrivateKey, cfg.PublicKeyID, cfg.PublicKey)
+		verifier = verifiers.NewSHA256WithRSAPubkeyVerifier(cfg.PublicKeyID, *cfg.PublicKey)
 	case ModePlatformCertificate:
-		verify = option.WithWechatPayAuthCipher(cfg.MchID, cfg.MchCertSerial, cfg.MchPrivateKey, cfg.PlatformCertificates)
+		verifier = verifiers.NewSHA256WithRSAVerifier(core.NewCertificateMapWithList(cfg.PlatformCertificates))
 	case ModeMixed:
 		// While a merchant switches to the public key, WeChat may sign with
 		// either; the combined verifier asks for the public key first.
-		verify = option.WithVerifier(verifiers.NewSHA256WithRSACombinedVerifier(
-			core.NewCertificateMapWithList(cfg.PlatformCertificates), cfg.PublicKeyID, *cfg.PublicKey))
+		verifier = verifiers.NewSHA256WithRSACombinedVerifier(
+			core.NewCertificateMapWithList(cfg.PlatformCertificates), cfg.PublicKeyID, *cfg.PublicKey)
 	case ModeAutoCertificate:
-		mgr, err := newDownloaderMgr(ctx, signer, cfg, base, hc)
+		certs, err := newAutoCertificates(ctx, signer, cfg, base, hc, log)
 		if err != nil {
 			return nil, err
 		}
-		c.mgr = mgr
-		verify = option.WithWechatPayAutoAuthCipherUsingDownloaderMgr(cfg.MchID, cfg.MchCertSerial, cfg.MchPrivateKey, mgr)
+		c.certs = certs
+		verifier = verifiers.NewSHA256WithRSAVerifier(certs)
 	}
-	cc, err := core.NewClient(ctx, verify, option.WithSigner(signer), option.WithHTTPClient(hc))
+	// One validator checks every answer that decides something: the SDK
+	// runs it on 2xx answers, Client.verify on refusals.
+	c.validator = validators.NewWechatPayResponseValidator(verifier)
+	cc, err := core.NewClientWithDialSettings(ctx, &core.DialSettings{Signer: signer, Validator: c.validator, HTTPClient: hc})
 	if err != nil {
-		c.Close()
 		return nil, fmt.Errorf("wechat pay client: %w", err)
 	}
 	c.core = cc
 	return c, nil
 }
 
-// newDownloaderMgr registers a certificate downloader of our own rather than
-// wechatpay-go's process-wide singleton, which always calls the production
-// host: ours sends /v3/certificates through a transport that rewrites that
-// host to base, so WECHATPAY_BASE_URL works in this mode too.
-//
-// Nothing can verify the very first download's signature, since the
-// certificates are what it fetches; what vouches for them is their AES-GCM
-// encryption under the merchant's APIv3 key. We take that bootstrap set only
-// to verify a second download, the one the manager keeps and refreshes, so
-// every certificate the client trusts came in a signed, verified answer.
-func newDownloaderMgr(ctx context.Context, signer *signers.SHA256WithRSASigner, cfg Config, base *url.URL, hc *http.Client) (*downloader.CertificateDownloaderMgr, error) {
-	rewritten := *hc
-	rewritten.Transport = &hostRewriter{to: base, next: transportOf(hc)}
-	newClient := func(v auth.Validator) (*core.Client, error) {
-		return core.NewClientWithDialSettings(ctx, &core.DialSettings{Signer: signer, Validator: v, HTTPClient: &rewritten})
+// noRedirects returns a copy of hc (or of the default client) that never
+// follows a redirect. WeChat never redirects an API call; following one
+// would carry the signed request, the openid and the Authorization header
+// to whatever host the Location names. The 3xx itself comes back, and is
+// an unknown outcome (classify).
+func noRedirects(hc *http.Client) *http.Client {
+	if hc == nil {
+		hc = defaultHTTPClient()
 	}
-	bootClient, err := newClient(&validators.NullValidator{})
-	if err != nil {
-		return nil, fmt.Errorf("certificate downloader: %w", err)
-	}
-	boot, err := downloader.NewCertificateDownloaderWithClient(ctx, bootClient, cfg.APIv3Key)
-	if err != nil {
-		return nil, fmt.Errorf("WECHATPAY_APIV3_KEY_FILE: download platform certificates: %s", describe(err))
-	}
-	verified, err := newClient(validators.NewWechatPayResponseValidator(verifiers.NewSHA256WithRSAVerifier(boot)))
-	if err != nil {
-		return nil, fmt.Errorf("certificate downloader: %w", err)
-	}
-	mgr := downloader.NewCertificateDownloaderMgr(context.WithoutCancel(ctx))
-	if err := mgr.RegisterDownloaderWithClient(ctx, verified, cfg.MchID, cfg.APIv3Key); err != nil {
-		mgr.Stop()
-		return nil, fmt.Errorf("WECHATPAY_APIV3_KEY_FILE: download platform certificates: %s", describe(err))
-	}
-	return mgr, nil
+	cp := *hc
+	cp.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &cp
 }
 
 // backupURL returns the host to fail over to, if any.
@@ -273,12 +322,10 @@ func backupURL(cfg Config, base *url.URL) string {
 // Mode reports how the client verifies WeChat's answers.
 func (c *Client) Mode() Mode { return c.mode }
 
-// Close stops the certificate refresh of auto-download mode.
-func (c *Client) Close() {
-	if c.mgr != nil {
-		c.mgr.Stop()
-	}
-}
+// Close releases the client. Nothing runs in the background (certificates
+// are downloaded again on demand, see autoCertificates), so it only exists
+// for callers to defer whatever the mode.
+func (c *Client) Close() {}
 
 func defaultHTTPClient() *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()

@@ -14,8 +14,8 @@ type Kind int
 
 const (
 	// KindTransient: the outcome is unknown or WeChat asked to try again
-	// (5xx, 202, network error, timeout, a 2xx whose signature does not
-	// verify). Retry with the same out_request_no.
+	// (5xx, 202, a redirect, network error, timeout). Retry with the same
+	// out_request_no.
 	KindTransient Kind = iota + 1
 	// KindRateLimited: WeChat refused the call for its rate (429). Retry
 	// later without spending the retry budget.
@@ -24,20 +24,24 @@ const (
 	// (401 SIGN_ERROR: wrong key or serial, or a skewed clock). Retry later
 	// without spending the retry budget.
 	KindSystemic
-	// KindPermanent: WeChat refused this member for good (400, 403, 404).
-	// Do not retry; set aside with the reason.
+	// KindPermanent: WeChat refused this member for good, in an answer it
+	// signed and we verified (400, 403, 404). A 400 INVALID_REQUEST may be a
+	// member who already holds the card: see Error.AsksForCardCheck.
 	KindPermanent
-	// KindAlreadyMember: WeChat answered that the member already holds the
-	// card. A success-like final outcome.
-	KindAlreadyMember
+	// KindUnverified: an answer that would decide the member's fate (a 2xx
+	// or a refusal) whose signature does not verify with WeChat's key: a
+	// forgery on the way, one of WeChat's probes, or a key configured
+	// wrong. The outcome is unknown: retry with the same out_request_no,
+	// never settle on it. A run of them is systemic (the breaker).
+	KindUnverified
 )
 
 var kindNames = map[Kind]string{
-	KindTransient:     "transient",
-	KindRateLimited:   "rate_limited",
-	KindSystemic:      "systemic",
-	KindPermanent:     "permanent",
-	KindAlreadyMember: "already_member",
+	KindTransient:   "transient",
+	KindRateLimited: "rate_limited",
+	KindSystemic:    "systemic",
+	KindPermanent:   "permanent",
+	KindUnverified:  "unverified",
 }
 
 // String returns the snake_case name used in logs, metrics and dead letters.
@@ -113,38 +117,128 @@ func KindOf(err error) Kind {
 	return KindTransient
 }
 
-// alreadyClaimed are the phrases of WeChat's 400 INVALID_REQUEST answer that
-// mean the member already holds the card (会员已经领取过该卡).
-var alreadyClaimed = []string{"已经领取过", "已领取过", "already claimed"}
-
 // hintSignError is what an operator should check when WeChat refuses our
 // signature: the cause is never the member, always the configuration.
 const hintSignError = "check WECHATPAY_MCH_PRIVATE_KEY_FILE matches WECHATPAY_MCH_CERT_SERIAL and WECHATPAY_MCHID, and that this host's clock is within 5 minutes of real time"
 
-// classifyStatus turns an error answer from WeChat into a kind.
-func classifyStatus(status int, code, message string) Kind {
-	switch {
-	case status == http.StatusBadRequest && code == "INVALID_REQUEST" && containsAny(message, alreadyClaimed):
-		return KindAlreadyMember
-	case status == http.StatusTooManyRequests, code == "RATELIMIT_EXCEEDED", code == "FREQUENCY_LIMITED":
-		return KindRateLimited
-	case status == http.StatusUnauthorized, code == "SIGN_ERROR":
-		return KindSystemic
-	case status >= 500, status == http.StatusAccepted, status == http.StatusRequestTimeout:
-		return KindTransient
-	case status >= 400:
-		return KindPermanent
-	}
-	// Any other unexpected status (1xx, 3xx, another 2xx): the outcome is
-	// unknown, so retry under the same out_request_no.
-	return KindTransient
+// HintUnverified is what an operator should check when WeChat's answers do
+// not verify, one after another: the key we verify them with.
+const HintUnverified = "check the key WeChat's answers are verified with: WECHATPAY_PUBLIC_KEY_ID and WECHATPAY_PUBLIC_KEY_FILE (public-key mode), WECHATPAY_PLATFORM_CERT_FILE (WeChat Pay's platform certificate, not the merchant's own), or WECHATPAY_APIV3_KEY_FILE (auto-download mode); a proxy on the way that rewrites answers has the same effect"
+
+// AsksForCardCheck reports whether the refusal may be a member who already
+// holds the card: a verified 400 INVALID_REQUEST. WeChat documents no
+// message for that case on this endpoint, so the message is no evidence;
+// WeChat's list of the member's cards is (FindCard).
+func (e *Error) AsksForCardCheck() bool {
+	return e.Kind == KindPermanent && e.StatusCode == http.StatusBadRequest && e.Code == codeInvalidRequest
 }
 
-func containsAny(s string, subs []string) bool {
-	for _, sub := range subs {
-		if strings.Contains(s, sub) {
-			return true
+const codeInvalidRequest = "INVALID_REQUEST"
+
+// mustVerify reports whether an answer of this status decides something
+// and so must carry WeChat's signature: every 2xx, and every 4xx but 401
+// (WeChat did not trust the request, so it cannot sign) and 429 (which
+// decides nothing final). 5xx and 3xx are retried whatever they say.
+func mustVerify(status int) bool {
+	switch {
+	case status >= 200 && status <= 299:
+		return true
+	case status == http.StatusUnauthorized, status == http.StatusTooManyRequests:
+		return false
+	}
+	return status >= 400 && status <= 499
+}
+
+// Rule is one row of the decision table: the answers it covers and what
+// they mean. The table is the one place WeChat's answers are judged;
+// DecisionTable returns it for the documentation.
+type Rule struct {
+	// Answer describes the answers the row covers, as docs show them.
+	Answer string
+	// Verified says whether the answer must verify before it decides;
+	// one that does not is KindUnverified.
+	Verified bool
+	// Kind is what the answer means.
+	Kind Kind
+	// Then is what the worker does with it.
+	Then  string
+	match func(status int, code string) bool
+}
+
+// rules are tried in order; the first that matches decides.
+var rules = []Rule{
+	{Answer: "401, or code SIGN_ERROR", Kind: KindSystemic,
+		Then:  "circuit opens at once with a hint; tasks wait, retried every 30 s without spending retries",
+		match: func(s int, c string) bool { return s == http.StatusUnauthorized || c == "SIGN_ERROR" }},
+	{Answer: "429, or code RATELIMIT_EXCEEDED / FREQUENCY_LIMITED", Kind: KindRateLimited,
+		Then: "the fleet's rate drops for a while; retried at once, without spending retries",
+		match: func(s int, c string) bool {
+			return s == http.StatusTooManyRequests || c == "RATELIMIT_EXCEEDED" || c == "FREQUENCY_LIMITED"
+		}},
+	{Answer: "400 INVALID_REQUEST", Verified: true, Kind: KindPermanent,
+		Then:  "asks WeChat for the member's cards: card listed → done, already_member with the listed code; not listed → dead letter; list fails → retried",
+		match: func(s int, c string) bool { return s == http.StatusBadRequest && c == codeInvalidRequest }},
+	{Answer: "408", Verified: true, Kind: KindTransient,
+		Then:  "retried with backoff, under the same out_request_no",
+		match: func(s int, _ string) bool { return s == http.StatusRequestTimeout }},
+	{Answer: "other 4xx (400 PARAM_ERROR, 403 NO_AUTH, 404 NOT_FOUND, …)", Verified: true, Kind: KindPermanent,
+		Then:  "dead letter with WeChat's status, code and message; no retry",
+		match: func(s int, _ string) bool { return s >= 400 && s <= 499 }},
+	{Answer: "5xx (500 SYSTEM_ERROR, 502/503 SERVICE_UNAVAILABLE)", Kind: KindTransient,
+		Then:  "retried with backoff; 10 in a row open the circuit",
+		match: func(s int, _ string) bool { return s >= 500 }},
+	{Answer: "202, another 2xx without a card code", Verified: true, Kind: KindTransient,
+		Then:  "retried with backoff, under the same out_request_no",
+		match: func(s int, _ string) bool { return s >= 200 && s <= 299 }},
+	{Answer: "3xx", Kind: KindTransient,
+		Then:  "not followed (the signed request would go to another host); the Location's host is logged; retried",
+		match: func(s int, _ string) bool { return s >= 300 && s <= 399 }},
+}
+
+// successRow and extraRows document what the status table cannot: the
+// answer that imports, and outcomes that are not WeChat's judgement.
+var successRow = Rule{Answer: "200 with a card code", Verified: true, Then: "done: imported, with the code"}
+
+var extraRows = []Rule{
+	{Answer: "a 2xx or 4xx above whose signature does not verify (forged, a probe, a wrong key)", Kind: KindUnverified,
+		Then: "retried under the same out_request_no, never settled on; 5 in a row open the circuit with a hint naming the key settings; in auto-download mode an unknown serial first downloads the certificates (at most once a minute)"},
+	{Answer: "no answer (network error, timeout)", Kind: KindTransient,
+		Then: "retried with backoff; the backup host is tried at once when the production host cannot be reached; 10 in a row open the circuit"},
+}
+
+// DecisionTable returns every row of the decision: success, then the rules
+// in the order they are tried, then unverified answers and no answer.
+func DecisionTable() []Rule {
+	return append(append([]Rule{successRow}, rules...), extraRows...)
+}
+
+// DecisionTableMarkdown renders DecisionTable as the Markdown table of
+// docs/wechat-answers.md, which a test keeps equal to it.
+func DecisionTableMarkdown() string {
+	var b strings.Builder
+	b.WriteString("| WeChat's answer | must verify | kind | what the worker does |\n|---|---|---|---|\n")
+	for _, r := range DecisionTable() {
+		verified, kind := "no", r.Kind.String()
+		if r.Verified {
+			verified = "yes"
+		}
+		if r.Kind == 0 {
+			kind = "—"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", r.Answer, verified, kind, r.Then)
+	}
+	return b.String()
+}
+
+// classifyStatus turns an answer from WeChat into a kind. Whether the
+// answer verified is decided before (mustVerify, Client.verify).
+func classifyStatus(status int, code string) Kind {
+	for _, r := range rules {
+		if r.match(status, code) {
+			return r.Kind
 		}
 	}
-	return false
+	// 1xx and anything else unexpected: the outcome is unknown, so retry
+	// under the same out_request_no.
+	return KindTransient
 }

@@ -43,8 +43,8 @@ func ImportPath(cardID string) string {
 }
 
 // Import imports a member's card. It returns the card code, or an *Error
-// whose Kind says what to do next. WeChat's answer is verified; an answer
-// that does not verify is KindTransient, as the outcome is unknown.
+// whose Kind says what to do next. Every answer that decides anything is
+// verified (mustVerify); one that does not verify is KindUnverified.
 func (c *Client) Import(ctx context.Context, req ImportRequest) (ImportResult, error) {
 	reqBody := importBody{OpenID: req.OpenID, Code: req.Code, OutRequestNo: req.OutRequestNo}
 	res, err := c.core.Post(ctx, c.baseURL+ImportPath(req.CardID), reqBody)
@@ -53,69 +53,152 @@ func (c *Client) Import(ctx context.Context, req ImportRequest) (ImportResult, e
 		// its backup host then. The same out_request_no keeps it safe.
 		res, err = c.core.Post(ctx, c.backupURL+ImportPath(req.CardID), reqBody)
 	}
-	if res != nil && res.Response != nil {
-		defer res.Response.Body.Close()
-	}
-	if err != nil {
-		return ImportResult{}, classify(ctx, res, err, req.OpenID)
-	}
-	requestID := res.Response.Header.Get("Request-ID")
-	if res.Response.StatusCode != http.StatusOK {
-		// 202: accepted but not finished; retry with the same parameters.
-		return ImportResult{}, &Error{Kind: KindTransient, StatusCode: res.Response.StatusCode, RequestID: requestID,
-			Message: "answer is not final"}
-	}
 	var body struct {
 		Code string `json:"code"`
 	}
-	data, err := io.ReadAll(io.LimitReader(res.Response.Body, 1<<20))
-	if err == nil {
-		err = json.Unmarshal(data, &body)
+	a, err := c.answer(ctx, res, err, req.OpenID, &body)
+	if err != nil {
+		return ImportResult{}, err
 	}
-	if err != nil || body.Code == "" {
-		if err == nil {
-			err = errors.New("answer has no card code")
-		}
-		return ImportResult{}, &Error{Kind: KindTransient, StatusCode: http.StatusOK, RequestID: requestID,
-			Err: fmt.Errorf("decode answer: %w", err)}
+	if a.status != http.StatusOK || body.Code == "" {
+		// 202: accepted but not finished; retry with the same parameters.
+		return ImportResult{}, &Error{Kind: KindTransient, StatusCode: a.status, RequestID: a.requestID,
+			Message: "answer is not final (no card code)"}
 	}
-	return ImportResult{Code: body.Code, RequestID: requestID}, nil
+	return ImportResult{Code: body.Code, RequestID: a.requestID}, nil
 }
 
-// classify turns a failed call into an *Error. WeChat's message is kept with
-// the member's openid masked, in case WeChat echoes it; headers and body are
-// dropped.
-func classify(ctx context.Context, res *core.APIResult, err error, openid string) error {
-	var apiErr *core.APIError
-	if errors.As(err, &apiErr) {
-		e := &Error{
-			StatusCode: apiErr.StatusCode,
-			Code:       apiErr.Code,
-			Message:    logging.MaskOpenIDIn(apiErr.Message, openid),
-			RequestID:  apiErr.Header.Get("Request-ID"),
-			Field:      detailField(apiErr.Detail),
-		}
-		e.Kind = classifyStatus(e.StatusCode, e.Code, apiErr.Message)
-		if e.Kind == KindSystemic {
-			e.Hint = hintSignError
-		}
-		return e
+// answered is what a verified 2xx carried besides its body.
+type answered struct {
+	status    int
+	requestID string
+}
+
+// answer turns what wechatpay-go returned into a verified 2xx, decoding its
+// JSON body into into, or an *Error. wechatpay-go verifies 2xx answers and
+// returns refusals unverified; answer verifies those refusals that decide
+// (mustVerify) with the same validator, and in auto-download mode gives an
+// answer signed with an unknown serial a second chance after a download.
+func (c *Client) answer(ctx context.Context, res *core.APIResult, err error, openid string, into any) (answered, error) {
+	var resp *http.Response
+	if res != nil {
+		resp = res.Response
 	}
-	e := &Error{Kind: KindTransient, Err: errors.New(logging.MaskOpenIDIn(err.Error(), openid))}
-	if res != nil && res.Response != nil {
-		e.StatusCode = res.Response.StatusCode
-		e.RequestID = res.Response.Header.Get("Request-ID")
-		if e.StatusCode >= 200 && e.StatusCode <= 299 {
-			// wechatpay-go returns a 2xx with an error only when the
-			// answer failed verification: possibly forged, possibly one of
-			// WeChat's probes; either way the outcome is unknown.
-			e.Err = fmt.Errorf("answer signature does not verify: %w", e.Err)
+	if resp != nil {
+		defer resp.Body.Close()
+	}
+	var apiErr *core.APIError
+	switch {
+	case err != nil && errors.As(err, &apiErr) && resp != nil:
+		return answered{}, c.refusal(ctx, resp, apiErr, openid)
+	case err != nil && resp != nil && resp.StatusCode >= 200 && resp.StatusCode <= 299:
+		// wechatpay-go returns a 2xx with an error only when the answer
+		// failed verification.
+		if verr := c.verifyAgain(ctx, resp, err); verr != nil {
+			return answered{}, unverified(resp, verr)
 		}
+	case err != nil:
+		return answered{}, noAnswer(ctx, resp, err, openid)
+	}
+	a := answered{status: resp.StatusCode, requestID: resp.Header.Get("Request-ID")}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err == nil && len(data) > 0 {
+		err = json.Unmarshal(data, into)
+	}
+	if err != nil {
+		return a, &Error{Kind: KindTransient, StatusCode: resp.StatusCode, RequestID: a.requestID,
+			Err: fmt.Errorf("decode answer: %w", err)}
+	}
+	return a, nil
+}
+
+// refusal classifies a non-2xx answer. WeChat's message is kept with the
+// member's openid masked, in case WeChat echoes it; headers and body are
+// dropped.
+func (c *Client) refusal(ctx context.Context, resp *http.Response, apiErr *core.APIError, openid string) error {
+	e := &Error{
+		StatusCode: apiErr.StatusCode,
+		Code:       apiErr.Code,
+		Message:    logging.MaskOpenIDIn(apiErr.Message, openid),
+		RequestID:  resp.Header.Get("Request-ID"),
+		Field:      detailField(apiErr.Detail),
+		Kind:       classifyStatus(apiErr.StatusCode, apiErr.Code),
+	}
+	switch {
+	case apiErr.StatusCode >= 300 && apiErr.StatusCode <= 399:
+		// Only the host: a Location may carry anything, the openid included.
+		e.Code, e.Message = "", "redirect not followed (to host "+locationHost(resp)+")"
+	case e.Kind == KindSystemic:
+		e.Hint = hintSignError
+	}
+	if mustVerify(apiErr.StatusCode) {
+		if err := c.verify(ctx, resp); err != nil {
+			// Whoever wrote it, WeChat did not sign it: it decides nothing.
+			e.Kind, e.Err, e.Hint = KindUnverified, fmt.Errorf("refusal not verified: %w", err), ""
+		}
+	}
+	return e
+}
+
+// verify checks the signature of an answer with the client's validator.
+func (c *Client) verify(ctx context.Context, resp *http.Response) error {
+	err := c.validator.Validate(ctx, resp)
+	if err != nil && c.learn(ctx, resp) {
+		err = c.validator.Validate(ctx, resp)
+	}
+	return err
+}
+
+// verifyAgain checks a 2xx that wechatpay-go found unverified (err) once
+// more, when a download of the platform certificates taught us its key.
+func (c *Client) verifyAgain(ctx context.Context, resp *http.Response, err error) error {
+	if c.learn(ctx, resp) {
+		return c.validator.Validate(ctx, resp)
+	}
+	return err
+}
+
+// learn reports whether, in auto-download mode, the answer's serial was not
+// known and is now (after a download).
+func (c *Client) learn(ctx context.Context, resp *http.Response) bool {
+	if c.certs == nil {
+		return false
+	}
+	serial := resp.Header.Get("Wechatpay-Serial")
+	if _, known := c.certs.Get(ctx, serial); known {
+		return false
+	}
+	return c.certs.learn(ctx, serial)
+}
+
+// unverified is the error for a 2xx whose signature does not verify:
+// possibly forged, possibly one of WeChat's probes; the outcome is unknown.
+func unverified(resp *http.Response, err error) *Error {
+	return &Error{Kind: KindUnverified, StatusCode: resp.StatusCode, RequestID: resp.Header.Get("Request-ID"),
+		Err: fmt.Errorf("answer signature does not verify: %w", err)}
+}
+
+// noAnswer is the error for a call that got no answer from WeChat: a
+// network error, a timeout, our own cancellation.
+func noAnswer(ctx context.Context, resp *http.Response, err error, openid string) *Error {
+	e := &Error{Kind: KindTransient, Err: errors.New(logging.MaskOpenIDIn(err.Error(), openid))}
+	if resp != nil {
+		e.StatusCode = resp.StatusCode
+		e.RequestID = resp.Header.Get("Request-ID")
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		e.Err = fmt.Errorf("%w: %w", ctxErr, e.Err)
 	}
 	return e
+}
+
+// locationHost is the host a redirect names, or "none".
+func locationHost(resp *http.Response) string {
+	u, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || u.Host == "" {
+		return "none"
+	}
+	return u.Hostname()
 }
 
 // unreachable reports whether a call failed to connect, so WeChat cannot

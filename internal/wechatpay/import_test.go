@@ -79,15 +79,21 @@ func TestClassification(t *testing.T) {
 		// unreachable points the client at a port nothing listens on.
 		unreachable bool
 		want        wechatpay.Kind
-		wantStatus  int
-		wantCode    string
-		wantText    []string
+		// wantCardCheck: the refusal asks for WeChat's list of the
+		// member's cards before it settles anything.
+		wantCardCheck bool
+		wantStatus    int
+		wantCode      string
+		wantText      []string
 	}{
 		{name: "400 PARAM_ERROR", fault: failNext(400, "PARAM_ERROR", "参数错误"), want: wechatpay.KindPermanent, wantStatus: 400, wantCode: "PARAM_ERROR"},
-		{name: "400 INVALID_REQUEST card id invalid", fault: failNext(400, "INVALID_REQUEST", "card_id无效"), want: wechatpay.KindPermanent, wantStatus: 400, wantCode: "INVALID_REQUEST", wantText: []string{"card_id无效"}},
-		{name: "400 INVALID_REQUEST no trade in a year (sandbox rule)", openid: wechatpaytest.OpenIDPrefixNoTrade + "abcdefgh1234", want: wechatpay.KindPermanent, wantStatus: 400, wantCode: "INVALID_REQUEST", wantText: []string{wechatpaytest.MessageNoTrade}},
-		{name: "400 INVALID_REQUEST already claimed", fault: failNext(400, "INVALID_REQUEST", "会员已经领取过该卡"), want: wechatpay.KindAlreadyMember, wantStatus: 400, wantCode: "INVALID_REQUEST"},
-		{name: "400 INVALID_REQUEST already claimed (sandbox rule)", openid: wechatpaytest.OpenIDPrefixMember + "abcdefgh1234", want: wechatpay.KindAlreadyMember, wantStatus: 400, wantCode: "INVALID_REQUEST"},
+		{name: "400 INVALID_REQUEST card id invalid", fault: failNext(400, "INVALID_REQUEST", "card_id无效"), want: wechatpay.KindPermanent, wantCardCheck: true, wantStatus: 400, wantCode: "INVALID_REQUEST", wantText: []string{"card_id无效"}},
+		{name: "400 INVALID_REQUEST no trade in a year (sandbox rule)", openid: wechatpaytest.OpenIDPrefixNoTrade + "abcdefgh1234", want: wechatpay.KindPermanent, wantCardCheck: true, wantStatus: 400, wantCode: "INVALID_REQUEST", wantText: []string{wechatpaytest.MessageNoTrade}},
+		{name: "400 INVALID_REQUEST already holds the card", fault: failNext(400, "INVALID_REQUEST", wechatpaytest.MessageAlreadyMember), want: wechatpay.KindPermanent, wantStatus: 400, wantCode: "INVALID_REQUEST", wantCardCheck: true},
+		{name: "400 INVALID_REQUEST already holds the card (sandbox rule)", openid: wechatpaytest.OpenIDPrefixMember + "abcdefgh1234", want: wechatpay.KindPermanent, wantStatus: 400, wantCode: "INVALID_REQUEST", wantCardCheck: true},
+		{name: "400 INVALID_REQUEST nobody signed", fault: forgeRefusal(400, "INVALID_REQUEST", wechatpaytest.MessageAlreadyMember), want: wechatpay.KindUnverified, wantStatus: 400, wantCode: "INVALID_REQUEST", wantText: []string{"refusal not verified"}},
+		{name: "404 NOT_FOUND nobody signed", fault: forgeRefusal(404, "NOT_FOUND", "资源不存在"), want: wechatpay.KindUnverified, wantStatus: 404, wantCode: "NOT_FOUND", wantText: []string{"refusal not verified"}},
+		{name: "403 NO_AUTH nobody signed", fault: forgeRefusal(403, "NO_AUTH", "商户无权限"), want: wechatpay.KindUnverified, wantStatus: 403, wantCode: "NO_AUTH"},
 		{name: "401 SIGN_ERROR", fault: failNext(401, "SIGN_ERROR", "错误的签名，验证失败"), want: wechatpay.KindSystemic, wantStatus: 401, wantCode: "SIGN_ERROR", wantText: []string{"hint: check WECHATPAY_MCH_PRIVATE_KEY_FILE", "clock"}},
 		{name: "403 NO_AUTH", fault: failNext(403, "NO_AUTH", "商户无权限"), want: wechatpay.KindPermanent, wantStatus: 403, wantCode: "NO_AUTH"},
 		{name: "404 NOT_FOUND", fault: failNext(404, "NOT_FOUND", "资源不存在"), want: wechatpay.KindPermanent, wantStatus: 404, wantCode: "NOT_FOUND"},
@@ -98,7 +104,10 @@ func TestClassification(t *testing.T) {
 		{name: "502 SERVICE_UNAVAILABLE", fault: failNext(502, "SERVICE_UNAVAILABLE", "服务不可用"), want: wechatpay.KindTransient, wantStatus: 502, wantCode: "SERVICE_UNAVAILABLE"},
 		{name: "503 SERVICE_UNAVAILABLE", fault: failNext(503, "SERVICE_UNAVAILABLE", "服务不可用"), want: wechatpay.KindTransient, wantStatus: 503, wantCode: "SERVICE_UNAVAILABLE"},
 		{name: "202 accepted, not finished", fault: func(b *testBundle) { b.srv.Accept202Next(1) }, want: wechatpay.KindTransient, wantStatus: 202},
-		{name: "2xx whose signature does not verify", fault: func(b *testBundle) { b.srv.ForgeNext(1) }, want: wechatpay.KindTransient, wantStatus: 200, wantText: []string{"signature does not verify"}},
+		{name: "2xx whose signature does not verify", fault: func(b *testBundle) { b.srv.ForgeNext(1) }, want: wechatpay.KindUnverified, wantStatus: 200, wantText: []string{"signature does not verify"}},
+		{name: "302 redirect", fault: func(b *testBundle) {
+			b.srv.RedirectNext(1, 302, "https://elsewhere.example/v3/x?openid=oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
+		}, want: wechatpay.KindTransient, wantStatus: 302, wantText: []string{"redirect not followed (to host elsewhere.example)"}},
 		{name: "timeout", fault: func(b *testBundle) { b.srv.SetLatency(2 * time.Second) }, timeout: 200 * time.Millisecond, want: wechatpay.KindTransient, wantText: []string{"context deadline exceeded"}},
 		{name: "network error", unreachable: true, want: wechatpay.KindTransient, wantText: []string{"connection refused"}},
 	}
@@ -134,7 +143,8 @@ func TestClassification(t *testing.T) {
 			require.Equal(t, tt.want, wechatpay.KindOf(err))
 			require.Equal(t, tt.wantStatus, werr.StatusCode)
 			require.Equal(t, tt.wantCode, werr.Code)
-			if tt.wantStatus != 0 {
+			require.Equal(t, tt.wantCardCheck, werr.AsksForCardCheck())
+			if tt.wantStatus != 0 && !forged(tt.want, tt.wantStatus) {
 				require.NotEmpty(t, werr.RequestID, "request id kept for WeChat's support")
 				require.Contains(t, err.Error(), "[request_id "+werr.RequestID+"]")
 			}
@@ -159,6 +169,16 @@ func assertSafe(t *testing.T, err error, openid string) {
 
 func failNext(status int, code, message string) func(b *testBundle) {
 	return func(b *testBundle) { b.srv.FailNext(1, status, code, message) }
+}
+
+// forged reports whether a row's answer did not come from WeChat (it
+// carries no Request-ID): a refusal that does not verify, a redirect.
+func forged(k wechatpay.Kind, status int) bool {
+	return (k == wechatpay.KindUnverified && status != 200) || status/100 == 3
+}
+
+func forgeRefusal(status int, code, message string) func(b *testBundle) {
+	return func(b *testBundle) { b.srv.ForgeRefusalNext(1, status, code, message) }
 }
 
 // closedPort returns an address nothing listens on: a call there fails
@@ -209,9 +229,10 @@ func TestRetriesKeepOneImport(t *testing.T) {
 	tests := []struct {
 		name  string
 		fault func(b *testBundle)
+		want  wechatpay.Kind
 	}{
-		{name: "lost answer", fault: func(b *testBundle) { b.srv.LoseNextAnswers(1) }},
-		{name: "forged answer", fault: func(b *testBundle) { b.srv.ForgeNext(1) }},
+		{name: "lost answer", fault: func(b *testBundle) { b.srv.LoseNextAnswers(1) }, want: wechatpay.KindTransient},
+		{name: "forged answer", fault: func(b *testBundle) { b.srv.ForgeNext(1) }, want: wechatpay.KindUnverified},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -220,7 +241,7 @@ func TestRetriesKeepOneImport(t *testing.T) {
 			tt.fault(b)
 			req := wechatpay.ImportRequest{CardID: testCard, OpenID: testOpenID, OutRequestNo: nextNo()}
 			_, err := b.client.Import(context.Background(), req)
-			require.Equal(t, wechatpay.KindTransient, wechatpay.KindOf(err))
+			require.Equal(t, tt.want, wechatpay.KindOf(err))
 			res, err := b.client.Import(context.Background(), req)
 			require.NoError(t, err, "the retry under the same out_request_no gets the first result")
 			require.Regexp(t, `^[0-9]{12}$`, res.Code)

@@ -169,7 +169,11 @@ func TestImportAFileEndToEnd(t *testing.T) {
 		info, err := insp.GetTaskInfo(queue, p.OutRequestNo)
 		require.NoError(t, err)
 		require.Equal(t, asynq.TaskStateCompleted, info.State)
-		require.JSONEq(t, `{"outcome":"already_member"}`, string(info.Result))
+		res, err := tasks.DecodeResult(info.Result)
+		require.NoError(t, err)
+		code, held := srv.HeldCode(p.CardID, p.OpenID)
+		require.True(t, held)
+		require.Equal(t, tasks.Result{Outcome: tasks.OutcomeAlreadyMember, Code: code}, res, "the code WeChat lists")
 	}
 	require.Equal(t, len(f.refused), q.Archived)
 	for _, p := range f.refused {

@@ -96,6 +96,14 @@ func (s *sideServers) instrument(imp tasks.Importer) tasks.Importer {
 	return s.metrics.InstrumentImporter(imp)
 }
 
+// observer counts how attempts end when metrics are on.
+func (s *sideServers) observer() tasks.Observer {
+	if s.metrics == nil {
+		return nil
+	}
+	return s.metrics
+}
+
 // dashboardOnly serves the side servers until ctx is cancelled, without
 // working the queue (--dashboard-only).
 func (s *sideServers) dashboardOnly(ctx context.Context) error {

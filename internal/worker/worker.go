@@ -24,8 +24,12 @@ import (
 
 // Run starts the worker and blocks until ctx is cancelled (SIGTERM,
 // SIGINT), then finishes or hands back in-flight imports and returns nil.
+// `worker check …` runs the preflight (Check) instead.
 // Logs go to stdout as JSON; a configuration error is returned.
 func Run(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "check" {
+		return Check(ctx, args[1:], env, stdout, stderr)
+	}
 	cfg, err := config.LoadWorker(args, env, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -64,7 +68,12 @@ func Serve(ctx context.Context, cfg config.Worker, log zerolog.Logger) error {
 		return side.dashboardOnly(ctx)
 	}
 
-	client, err := wechatpay.NewClient(ctx, cfg.WeChat)
+	wcfg := cfg.WeChat
+	wcfg.Logger = &log
+	if wcfg.AllowHTTP {
+		log.Warn().Msg("WECHATPAY_ALLOW_HTTP is set: an http:// base URL off loopback is accepted; signed requests, openids and answers cross the network in the clear")
+	}
+	client, err := wechatpay.NewClient(ctx, wcfg)
 	if err != nil {
 		return err
 	}
@@ -81,7 +90,7 @@ func Serve(ctx context.Context, cfg config.Worker, log zerolog.Logger) error {
 		return err
 	}
 	defer dead.close()
-	handler, err := tasks.NewHandler(tasks.HandlerConfig{Importer: guarded, Logger: &log, Results: dead.store})
+	handler, err := tasks.NewHandler(tasks.HandlerConfig{Importer: guarded, Logger: &log, Results: dead.store, Observer: side.observer()})
 	if err != nil {
 		return err
 	}
