@@ -160,12 +160,17 @@ func envForMode(t *testing.T, path, mode string) map[string]string {
 // in the mode env selects, verifying every answer.
 func officialClient(t testing.TB, env map[string]string) *core.Client {
 	t.Helper()
+	return officialClientWith(t, env, &http.Client{Timeout: 10 * time.Second})
+}
+
+// officialClientWith is officialClient over the given HTTP client.
+func officialClientWith(t testing.TB, env map[string]string, hc *http.Client) *core.Client {
+	t.Helper()
 	mchID, serial := env["WECHATPAY_MCHID"], env["WECHATPAY_MCH_CERT_SERIAL"]
 	key, err := utils.LoadPrivateKeyWithPath(env["WECHATPAY_MCH_PRIVATE_KEY_FILE"])
 	require.NoError(t, err)
 	base, err := url.Parse(env["WECHATPAY_BASE_URL"])
 	require.NoError(t, err)
-	hc := &http.Client{Timeout: 10 * time.Second}
 
 	var cipher core.ClientOption
 	switch {
@@ -398,4 +403,160 @@ func TestRateLimitFlag(t *testing.T) {
 	require.Equal(t, limited, s.Refusals["RATELIMIT_EXCEEDED"])
 	require.Equal(t, 10-limited, s.Imports)
 	require.Positive(t, limited)
+}
+
+// control calls one of the sandbox's /control/ routes and decodes its
+// JSON answer.
+func control(t *testing.T, baseURL, route string, query url.Values) map[string]any {
+	t.Helper()
+	res, err := http.Post(baseURL+"/control/"+route+"?"+query.Encode(), "", nil)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	var out map[string]any
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&out))
+	return out
+}
+
+// listCards pages through the cards a member holds, as a worker confirming
+// an already-member does, and returns them by card id with their codes.
+func listCards(t *testing.T, c *core.Client, baseURL, openid string) map[string]string {
+	t.Helper()
+	cards := map[string]string{}
+	for offset := 0; ; offset++ {
+		q := url.Values{"openid": {openid}, "offset": {fmt.Sprint(offset)}, "limit": {"20"}}
+		res, err := c.Get(t.Context(), baseURL+"/v3/marketing/membercard-open/user/cards?"+q.Encode())
+		require.NoError(t, err, "a verified list page")
+		var page struct {
+			Data []struct {
+				CardID string `json:"card_id"`
+				Code   string `json:"code"`
+			} `json:"data"`
+			TotalCount int `json:"total_count"`
+		}
+		require.NoError(t, core.UnMarshalResponse(res.Response, &page))
+		require.LessOrEqual(t, len(page.Data), 20)
+		for _, card := range page.Data {
+			cards[card.CardID] = card.Code
+		}
+		if len(cards) >= page.TotalCount || len(page.Data) == 0 {
+			return cards
+		}
+	}
+}
+
+func TestControlRoutes(t *testing.T) {
+	t.Parallel()
+	p := startSandbox(t, t.TempDir())
+	env := envForMode(t, p.envFile, "public_key")
+	noRedirects := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	c := officialClientWith(t, env, noRedirects)
+
+	t.Run("seed a member holding 25 cards, listed in two pages", func(t *testing.T) {
+		const member = "oUpF8uMuAJO_M2pxb1Q9zNjWeSeed"
+		q := url.Values{"openid": {member}}
+		for i := range 25 {
+			q.Add("card_id", fmt.Sprintf("pSeeded%02d", i))
+		}
+		seeded := control(t, p.baseURL, "seed", q)["codes"].(map[string]any)
+		require.Len(t, seeded, 25)
+
+		listed := listCards(t, c, p.baseURL, member)
+
+		require.Len(t, listed, 25)
+		for card, code := range seeded {
+			require.Equal(t, code, listed[card])
+		}
+		_, err := importMember(t, c, p.baseURL, "pSeeded00", importBody{OpenID: member, OutRequestNo: "seeded-1"})
+		var apiErr *core.APIError
+		require.True(t, errors.As(err, &apiErr))
+		require.Equal(t, wechatpaytest.MessageAlreadyMember, apiErr.Message)
+	})
+	t.Run("an o_member_ openid is listed with the code it was refused for", func(t *testing.T) {
+		member := wechatpaytest.OpenIDPrefixMember + "sandbox01"
+		_, err := importMember(t, c, p.baseURL, testCard, importBody{OpenID: member, OutRequestNo: "member-1"})
+		var apiErr *core.APIError
+		require.True(t, errors.As(err, &apiErr))
+		require.Equal(t, "INVALID_REQUEST", apiErr.Code)
+		first := listCards(t, c, p.baseURL, member)
+		require.Regexp(t, `^\d{12}$`, first[testCard])
+		require.Equal(t, first, listCards(t, c, p.baseURL, member), "the same code every time")
+	})
+	t.Run("forged refusal for one out_request_no", func(t *testing.T) {
+		body := importBody{OpenID: "oUpF8uMuAJO_M2pxb1Q9zNjWeForg", OutRequestNo: "forge-ctl-1"}
+		control(t, p.baseURL, "forge-refusal", url.Values{"status": {"400"}, "code": {"INVALID_REQUEST"}, "message": {wechatpaytest.MessageAlreadyMember}, "out_request_no": {body.OutRequestNo}})
+
+		_, err := importMember(t, c, p.baseURL, testCard, body)
+		var apiErr *core.APIError
+		require.True(t, errors.As(err, &apiErr))
+		require.Equal(t, http.StatusBadRequest, apiErr.StatusCode)
+		require.Empty(t, apiErr.Header.Get("Wechatpay-Signature"), "forged: unsigned")
+
+		code, err := importMember(t, c, p.baseURL, testCard, body)
+		require.NoError(t, err, "the retry reaches the sandbox")
+		require.Regexp(t, `^\d{12}$`, code)
+	})
+	t.Run("redirect", func(t *testing.T) {
+		control(t, p.baseURL, "redirect", url.Values{"status": {"307"}, "location": {"http://127.0.0.1:1/elsewhere"}})
+		body := importBody{OpenID: "oUpF8uMuAJO_M2pxb1Q9zNjWeRedi", OutRequestNo: "redirect-ctl-1"}
+
+		_, err := importMember(t, c, p.baseURL, testCard, body)
+		var apiErr *core.APIError
+		require.True(t, errors.As(err, &apiErr))
+		require.Equal(t, http.StatusTemporaryRedirect, apiErr.StatusCode)
+		require.Equal(t, "http://127.0.0.1:1/elsewhere", apiErr.Header.Get("Location"))
+
+		_, err = importMember(t, c, p.baseURL, testCard, body)
+		require.NoError(t, err)
+	})
+	t.Run("refusals are signed, 401 is not", func(t *testing.T) {
+		pub, err := utils.LoadPublicKeyWithPath(env["WECHATPAY_PUBLIC_KEY_FILE"])
+		require.NoError(t, err)
+		validator := validators.NewWechatPayResponseValidator(verifiers.NewSHA256WithRSAPubkeyVerifier(env["WECHATPAY_PUBLIC_KEY_ID"], *pub))
+		res, err := c.Post(t.Context(), p.baseURL+importPath(wechatpaytest.CardIDPrefixNotFound+"x"), importBody{OpenID: "oUpF8uMuAJO_M2pxb1Q9zNjWeSign", OutRequestNo: "signed-404"})
+		var apiErr *core.APIError
+		require.True(t, errors.As(err, &apiErr))
+		require.Equal(t, http.StatusNotFound, apiErr.StatusCode)
+		require.NoError(t, validator.Validate(t.Context(), res.Response))
+
+		unsigned, err := http.Post(p.baseURL+importPath(testCard), "application/json", strings.NewReader(`{}`))
+		require.NoError(t, err)
+		defer unsigned.Body.Close()
+		require.Equal(t, http.StatusUnauthorized, unsigned.StatusCode)
+		require.Empty(t, unsigned.Header.Get("Wechatpay-Signature"))
+	})
+	t.Run("bad control requests are refused", func(t *testing.T) {
+		for _, route := range []string{"forge-refusal?status=200", "redirect?status=302", "redirect?status=400&location=http://x", "seed?openid=o", "forge-refusal?status=400&n=0"} {
+			res, err := http.Post(p.baseURL+"/control/"+route, "", nil)
+			require.NoError(t, err)
+			res.Body.Close()
+			require.Equal(t, http.StatusBadRequest, res.StatusCode, route)
+		}
+	})
+	// Last: the rotation changes what the platform-certificate client
+	// verifies.
+	t.Run("rotate the platform certificate", func(t *testing.T) {
+		platform := officialClient(t, envForMode(t, p.envFile, "platform_certificate"))
+		_, err := importMember(t, platform, p.baseURL, testCard, importBody{OpenID: "oUpF8uMuAJO_M2pxb1Q9zNjWeRot0", OutRequestNo: "rotate-0"})
+		require.NoError(t, err, "before the rotation")
+
+		rotated := control(t, p.baseURL, "rotate-platform-certificate", nil)
+
+		serial := rotated["serial"].(string)
+		require.Len(t, rotated["certificates"], 2)
+		res, err := platform.Post(t.Context(), p.baseURL+importPath(testCard), importBody{OpenID: "oUpF8uMuAJO_M2pxb1Q9zNjWeRot1", OutRequestNo: "rotate-1"})
+		require.Error(t, err, "signed with a certificate the client does not hold")
+		require.Equal(t, serial, res.Response.Header.Get("Wechatpay-Serial"))
+		_, err = importMember(t, c, p.baseURL, testCard, importBody{OpenID: "oUpF8uMuAJO_M2pxb1Q9zNjWeRot2", OutRequestNo: "rotate-2"})
+		require.NoError(t, err, "public-key mode is not affected")
+	})
+	s := stats(t, p.baseURL)
+	require.Equal(t, 1, s.ForgedRefusals)
+	require.Equal(t, 1, s.Redirects)
+	require.Equal(t, 1, s.PlatformRotations)
+	require.Positive(t, s.Lists)
+	p.stop(t)
+	require.Contains(t, p.out.String(), "control: platform certificate rotated")
+	require.NotContains(t, p.out.String(), "oUpF8uMuAJO", "no openid in the sandbox's output")
+	require.NotContains(t, p.out.String(), wechatpaytest.OpenIDPrefixMember+"sandbox01")
 }

@@ -132,16 +132,11 @@ func (e *Emulator) verifyRequest(r *http.Request, body []byte) error {
 	return nil
 }
 
-// signAnswer sets the Wechatpay-* headers of a 2xx answer. acceptSerial is
-// the key the client asked for in its Wechatpay-Serial header: the platform
-// certificate when it names PlatformSerial, otherwise the WeChat Pay public
-// key. A client that sends an unknown serial thus gets PUB_KEY_ID answers,
-// which is what WeChat does for merchants created since public keys came in.
-func (e *Emulator) signAnswer(h http.Header, acceptSerial string, body []byte, forge bool) error {
-	serial, key := e.keys.PublicKeyID, e.keys.PublicKeyPrivate
-	if acceptSerial == e.keys.PlatformSerial {
-		serial, key = e.keys.PlatformSerial, e.keys.PlatformPrivateKey
-	}
+// signAnswer sets the Wechatpay-* headers of an answer, 2xx or error, with
+// the key signingKey picks for the serial the client asked for in its
+// Wechatpay-Serial header.
+func (e *Emulator) signAnswer(h http.Header, acceptSerial string, certificates bool, body []byte, forge bool) error {
+	serial, key := e.signingKey(acceptSerial, certificates)
 	timestamp := strconv.FormatInt(e.clock().Unix(), 10)
 	nonce := randomString(alphanumerics, 32)
 	message := timestamp + "\n" + nonce + "\n" + string(body) + "\n"
@@ -164,4 +159,33 @@ func (e *Emulator) signAnswer(h http.Header, acceptSerial string, body []byte, f
 	h.Set("Wechatpay-Signature", signature)
 	h.Set("Wechatpay-Serial", serial)
 	return nil
+}
+
+// signingKey picks the key an answer is signed with. A client that asks
+// for any platform certificate's serial gets the newest platform key, as
+// WeChat moves every merchant to a new certificate at once: a client that
+// has not downloaded it yet cannot verify, which is what rotation looks
+// like from the merchant's side. GET /v3/certificates (certificates) is
+// signed with the certificate the client named when it is one of WeChat's,
+// so that the client can verify the list that brings the new one, and
+// with the newest otherwise. A client that names no platform certificate
+// gets the WeChat Pay public key (PublicKeyID), which is what WeChat does
+// for merchants created since public keys came in.
+func (e *Emulator) signingKey(acceptSerial string, certificates bool) (string, *rsa.PrivateKey) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	newest := e.platforms[len(e.platforms)-1]
+	for _, p := range e.platforms {
+		if p.serial != acceptSerial {
+			continue
+		}
+		if certificates {
+			return p.serial, p.key
+		}
+		return newest.serial, newest.key
+	}
+	if certificates {
+		return newest.serial, newest.key
+	}
+	return e.keys.PublicKeyID, e.keys.PublicKeyPrivate
 }

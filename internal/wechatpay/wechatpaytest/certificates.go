@@ -3,11 +3,16 @@ package wechatpaytest
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -36,20 +41,28 @@ type encryptedCertificate struct {
 	Ciphertext     string `json:"ciphertext"`
 }
 
-// handleCertificates serves the platform certificate the way wechatpay-go's
-// auto mode downloads it: the PEM sealed with AES-256-GCM under the
-// merchant's APIv3 key, so that only the merchant can read it, and the
-// answer signed with the platform key itself.
+// handleCertificates serves WeChat's platform certificates the way
+// wechatpay-go's auto mode downloads them: each PEM sealed with AES-256-GCM
+// under the merchant's APIv3 key, so that only the merchant can read it,
+// and the answer signed with a platform key (signingKey). After a rotation
+// both the old and the new certificate are listed, as WeChat lists every
+// certificate still valid.
 func (e *Emulator) handleCertificates(w http.ResponseWriter, r *http.Request) {
 	if _, ok := e.admit(w, r); !ok {
 		return
 	}
 	body, err := e.certificatesBody()
 	if err != nil {
-		e.reply(w, r, "", refusal(http.StatusInternalServerError, "SYSTEM_ERROR", "系统错误 ("+err.Error()+")"))
+		a := refusal(http.StatusInternalServerError, "SYSTEM_ERROR", "系统错误 ("+err.Error()+")")
+		a.certificates = true
+		e.reply(w, r, a)
 		return
 	}
-	e.reply(w, r, e.keys.PlatformSerial, answer{status: http.StatusOK, body: body})
+	e.mu.Lock()
+	e.stats.CertificateDownloads++
+	e.downloads = append(e.downloads, e.clock())
+	e.mu.Unlock()
+	e.reply(w, r, answer{status: http.StatusOK, body: body, certificates: true})
 }
 
 func (e *Emulator) certificatesBody() ([]byte, error) {
@@ -61,25 +74,88 @@ func (e *Emulator) certificatesBody() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gcm: %w", err)
 	}
-	// The nonce travels as a 12-character string whose bytes are the GCM
-	// nonce, as utils.DecryptAES256GCM reads it.
-	nonce := randomString(alphanumerics, gcm.NonceSize())
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.keys.PlatformCert.Raw})
-	sealed := gcm.Seal(nil, []byte(nonce), certPEM, []byte(certificateAAD))
-	cert := e.keys.PlatformCert
-	body, err := json.Marshal(certificatesResponse{Data: []downloadedCertificate{{
-		SerialNo:      e.keys.PlatformSerial,
-		EffectiveTime: cert.NotBefore.In(chinaTime).Format(time.RFC3339),
-		ExpireTime:    cert.NotAfter.In(chinaTime).Format(time.RFC3339),
-		EncryptCertificate: encryptedCertificate{
-			Algorithm:      "AEAD_AES_256_GCM",
-			Nonce:          nonce,
-			AssociatedData: certificateAAD,
-			Ciphertext:     base64.StdEncoding.EncodeToString(sealed),
-		},
-	}}})
+	e.mu.Lock()
+	platforms := slices.Clone(e.platforms)
+	e.mu.Unlock()
+	var out certificatesResponse
+	for _, p := range platforms {
+		// The nonce travels as a 12-character string whose bytes are the
+		// GCM nonce, as utils.DecryptAES256GCM reads it; each certificate
+		// has its own.
+		nonce := randomString(alphanumerics, gcm.NonceSize())
+		certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.cert.Raw})
+		sealed := gcm.Seal(nil, []byte(nonce), certPEM, []byte(certificateAAD))
+		out.Data = append(out.Data, downloadedCertificate{
+			SerialNo:      p.serial,
+			EffectiveTime: p.cert.NotBefore.In(chinaTime).Format(time.RFC3339),
+			ExpireTime:    p.cert.NotAfter.In(chinaTime).Format(time.RFC3339),
+			EncryptCertificate: encryptedCertificate{
+				Algorithm:      "AEAD_AES_256_GCM",
+				Nonce:          nonce,
+				AssociatedData: certificateAAD,
+				Ciphertext:     base64.StdEncoding.EncodeToString(sealed),
+			},
+		})
+	}
+	body, err := json.Marshal(out)
 	if err != nil {
 		return nil, fmt.Errorf("encode certificates: %w", err)
 	}
 	return body, nil
+}
+
+// RotatePlatformCertificate makes a new platform certificate and key, as
+// WeChat does when a certificate nears its expiry, and returns the new
+// certificate. From then on API answers to a client that asks for any
+// platform serial are signed with the new key: a client that holds only
+// the old certificate fails to verify them until it downloads the new one
+// from GET /v3/certificates, which lists both. Clients in public-key mode
+// (PUB_KEY_ID_… serial) are not affected. Keys keeps the first
+// certificate: it is what a merchant configured before the rotation.
+//
+// The new certificate's NotBefore is later than every earlier one's, since
+// wechatpay-go takes the certificate with the latest NotBefore as the one
+// to ask for.
+func (e *Emulator) RotatePlatformCertificate() (*x509.Certificate, error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, fmt.Errorf("generate platform key: %w", err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	notBefore := e.clock().Add(-time.Hour).Truncate(time.Second)
+	if last := e.platforms[len(e.platforms)-1].cert.NotBefore; !notBefore.After(last) {
+		notBefore = last.Add(time.Second)
+	}
+	cert, err := selfSigned(key, pkix.Name{CommonName: "Tenpay.com sign", Organization: []string{"WeChat Pay emulator"}}, notBefore)
+	if err != nil {
+		return nil, fmt.Errorf("platform certificate: %w", err)
+	}
+	e.platforms = append(e.platforms, platformKey{serial: certSerial(cert), cert: cert, key: key})
+	e.stats.PlatformRotations++
+	return cert, nil
+}
+
+// PlatformCertificates returns WeChat's platform certificates, oldest
+// first; the last signs API answers. It is Keys.PlatformCert alone until
+// RotatePlatformCertificate is called.
+func (e *Emulator) PlatformCertificates() []*x509.Certificate {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	certs := make([]*x509.Certificate, len(e.platforms))
+	for i, p := range e.platforms {
+		certs[i] = p.cert
+	}
+	return certs
+}
+
+// CertificateDownloads returns when GET /v3/certificates was answered with
+// the certificates, by the emulator's clock, oldest first, so that a test
+// can check how often a client downloads them (wechatpay-go's auto mode
+// downloads at start and then every few hours; a worker meeting an unknown
+// serial downloads again).
+func (e *Emulator) CertificateDownloads() []time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.downloads)
 }

@@ -257,8 +257,13 @@ func TestUnknownPath(t *testing.T) {
 
 // sign signs an import call the way wechatpay-go does, at the current time.
 func sign(key *rsa.PrivateKey, uri, nonce string, body []byte) (timestamp, signature string) {
+	return signRequest(key, http.MethodPost, uri, nonce, body)
+}
+
+// signRequest signs a call the way wechatpay-go does, at the current time.
+func signRequest(key *rsa.PrivateKey, method, uri, nonce string, body []byte) (timestamp, signature string) {
 	timestamp = strconv.FormatInt(time.Now().Unix(), 10)
-	sum := sha256.Sum256([]byte("POST\n" + uri + "\n" + timestamp + "\n" + nonce + "\n" + string(body) + "\n"))
+	sum := sha256.Sum256([]byte(method + "\n" + uri + "\n" + timestamp + "\n" + nonce + "\n" + string(body) + "\n"))
 	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
 	if err != nil {
 		panic(err)
@@ -272,4 +277,115 @@ func authField(t *testing.T, header, name string) string {
 	m := regexp.MustCompile(name + `="([^"]*)"`).FindStringSubmatch(header)
 	require.Len(t, m, 2, "field %s not in authorization header", name)
 	return m[1]
+}
+
+// TestErrorAnswersAreSigned: WeChat signs every answer to a request whose
+// signature it verified, refusals included, with the key the client asked
+// for; the SDK's validator, run on the error answer, accepts it.
+func TestErrorAnswersAreSigned(t *testing.T) {
+	t.Parallel()
+	modes := []struct {
+		name       string
+		client     func(*testing.T, *wechatpaytest.Server) *core.Client
+		validator  func(*wechatpaytest.Keys) *validators.WechatPayResponseValidator
+		wantSerial func(*wechatpaytest.Keys) string
+	}{
+		{"public key", publicKeyClient, publicKeyValidator, func(k *wechatpaytest.Keys) string { return k.PublicKeyID }},
+		{"platform certificate", platformCertClient, func(k *wechatpaytest.Keys) *validators.WechatPayResponseValidator {
+			return platformValidator(k.PlatformCert)
+		}, func(k *wechatpaytest.Keys) string { return k.PlatformSerial }},
+	}
+	calls := []struct {
+		name       string
+		setup      func(*wechatpaytest.Server)
+		call       func(*testing.T, *core.Client, string) (*core.APIResult, error)
+		wantStatus int
+		wantCode   string
+	}{
+		{name: "404 unknown card", call: importCall("pUNKNOWN-card", importBody{OpenID: openid, OutRequestNo: "e1"}), wantStatus: 404, wantCode: "NOT_FOUND"},
+		{name: "403 card of another merchant", call: importCall("pNOAUTH-card", importBody{OpenID: openid, OutRequestNo: "e1"}), wantStatus: 403, wantCode: "NO_AUTH"},
+		{name: "400 already a member", setup: func(s *wechatpaytest.Server) { s.Seed(testCard, openid) }, call: importCall(testCard, importBody{OpenID: openid, OutRequestNo: "e1"}), wantStatus: 400, wantCode: "INVALID_REQUEST"},
+		{name: "400 PARAM_ERROR", call: importCall(testCard, importBody{OpenID: openid, OutRequestNo: "e.1"}), wantStatus: 400, wantCode: "PARAM_ERROR"},
+		{name: "500 FailNext", setup: func(s *wechatpaytest.Server) { s.FailNext(1, 500, "SYSTEM_ERROR", "系统错误") }, call: importCall(testCard, importBody{OpenID: openid, OutRequestNo: "e1"}), wantStatus: 500, wantCode: "SYSTEM_ERROR"},
+		{name: "503 outage", setup: func(s *wechatpaytest.Server) { s.SetOutage(503) }, call: importCall(testCard, importBody{OpenID: openid, OutRequestNo: "e1"}), wantStatus: 503, wantCode: "SERVICE_UNAVAILABLE"},
+		{name: "404 unknown path under /v3/", call: func(t *testing.T, c *core.Client, base string) (*core.APIResult, error) {
+			return c.Get(t.Context(), base+"/v3/marketing/membercard-open/cards")
+		}, wantStatus: 404, wantCode: "NOT_FOUND"},
+		{name: "400 list limit over 20", call: func(t *testing.T, c *core.Client, base string) (*core.APIResult, error) {
+			_, res, err := listCards(t, c, listURL(base, openid, "limit", "21"))
+			return res, err
+		}, wantStatus: 400, wantCode: "PARAM_ERROR"},
+	}
+	for _, mode := range modes {
+		for _, tt := range calls {
+			t.Run(mode.name+"/"+tt.name, func(t *testing.T) {
+				t.Parallel()
+				b := setup(t)
+				if tt.setup != nil {
+					tt.setup(b.srv)
+				}
+				client := mode.client(t, b.srv)
+
+				res, err := tt.call(t, client, b.srv.URL)
+
+				apiErr := apiError(t, err)
+				require.Equal(t, tt.wantStatus, apiErr.StatusCode)
+				require.Equal(t, tt.wantCode, apiErr.Code)
+				require.Equal(t, mode.wantSerial(b.keys), res.Response.Header.Get("Wechatpay-Serial"))
+				require.NotEmpty(t, res.Response.Header.Get("Request-ID"))
+				require.NoError(t, mode.validator(b.keys).Validate(t.Context(), res.Response), "the SDK's validator accepts the error answer")
+			})
+		}
+	}
+}
+
+// TestAnswersBeforeVerificationAreUnsigned: 401 (WeChat could not trust
+// the request) and 429 (the rate limit comes before the signature check)
+// carry no signature.
+func TestAnswersBeforeVerificationAreUnsigned(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		opts     []wechatpaytest.Option
+		key      func(*wechatpaytest.Keys) *rsa.PrivateKey
+		wantCode string
+	}{
+		{name: "401 SIGN_ERROR", key: func(*wechatpaytest.Keys) *rsa.PrivateKey { return otherKey() }, wantCode: "SIGN_ERROR"},
+		{name: "429 RATELIMIT_EXCEEDED", opts: []wechatpaytest.Option{wechatpaytest.WithRateLimit(1), wechatpaytest.WithClock(newFakeClock().Now)}, wantCode: "RATELIMIT_EXCEEDED"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, tt.opts...)
+			k := b.keys
+			key := k.MchPrivateKey
+			if tt.key != nil {
+				key = tt.key(k)
+			}
+			client, err := core.NewClient(t.Context(),
+				option.WithWechatPayPublicKeyAuthCipher(k.MchID, k.MchCertSerial, key, k.PublicKeyID, k.WechatPayPublicKey()),
+				option.WithHTTPClient(b.srv.Client()))
+			require.NoError(t, err)
+			// Under the rate limit of one a second (the clock stands
+			// still), the first call passes and the second is refused.
+			if tt.wantCode == "RATELIMIT_EXCEEDED" {
+				_, _, err := doImport(t, client, b.srv.URL, testCard, importBody{OpenID: openid, OutRequestNo: "u0"})
+				require.NoError(t, err)
+			}
+
+			_, res, err := doImport(t, client, b.srv.URL, testCard, importBody{OpenID: openid + "1", OutRequestNo: "u1"})
+
+			require.Equal(t, tt.wantCode, apiError(t, err).Code)
+			requireUnsigned(t, k, res.Response)
+			require.NotEmpty(t, res.Response.Header.Get("Request-ID"), "still WeChat's answer")
+		})
+	}
+}
+
+// importCall is an import through the client, for tables of calls.
+func importCall(card string, body importBody) func(*testing.T, *core.Client, string) (*core.APIResult, error) {
+	return func(t *testing.T, c *core.Client, baseURL string) (*core.APIResult, error) {
+		_, res, err := doImport(t, c, baseURL, card, body)
+		return res, err
+	}
 }

@@ -6,6 +6,8 @@ import (
 	"regexp"
 
 	"github.com/wechatpay-apiv3/wechatpay-go/core"
+	"github.com/wechatpay-apiv3/wechatpay-go/core/auth/validators"
+	"github.com/wechatpay-apiv3/wechatpay-go/core/auth/verifiers"
 	"github.com/wechatpay-apiv3/wechatpay-go/core/option"
 
 	"github.com/cardimport/cardimport/internal/wechatpay"
@@ -33,8 +35,12 @@ func ExampleNewServer() {
 	body := map[string]string{"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", "out_request_no": "1900000001-20240601-1"}
 
 	srv.LoseNextAnswers(1)
-	_, err = client.Post(ctx, url, body)
+	lost, err := client.Post(ctx, url, body)
 	fmt.Println("first attempt refused:", core.IsAPIError(err, "SYSTEM_ERROR"))
+	// wechatpay-go verifies only 2xx answers; its validator runs on the
+	// refusal too, which WeChat signed.
+	validator := validators.NewWechatPayResponseValidator(verifiers.NewSHA256WithRSAPubkeyVerifier(keys.PublicKeyID, *keys.WechatPayPublicKey()))
+	fmt.Println("refusal signed:", validator.Validate(ctx, lost.Response) == nil)
 
 	res, err := client.Post(ctx, url, body)
 	if err != nil {
@@ -49,7 +55,8 @@ func ExampleNewServer() {
 	fmt.Printf("stats: %+v\n", srv.Stats())
 	// Output:
 	// first attempt refused: true
+	// refusal signed: true
 	// retry verified, 12-digit code: true
 	// imports: 1
-	// stats: {Requests:2 Imports:1 Replays:1 Members:1 Refusals:map[SYSTEM_ERROR:1]}
+	// stats: {Requests:2 Imports:1 Replays:1 Members:1 Refusals:map[SYSTEM_ERROR:1] Lists:0 ForgedRefusals:0 Redirects:0 CertificateDownloads:0 PlatformRotations:0}
 }

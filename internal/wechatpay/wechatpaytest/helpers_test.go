@@ -1,6 +1,7 @@
 package wechatpaytest_test
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/wechatpay-apiv3/wechatpay-go/core"
+	"github.com/wechatpay-apiv3/wechatpay-go/core/auth/validators"
+	"github.com/wechatpay-apiv3/wechatpay-go/core/auth/verifiers"
 	"github.com/wechatpay-apiv3/wechatpay-go/core/downloader"
 	"github.com/wechatpay-apiv3/wechatpay-go/core/option"
 
@@ -102,6 +105,14 @@ func platformCertClient(t *testing.T, srv *wechatpaytest.Server) *core.Client {
 // goes unverified; the import client still trusts only what was downloaded.
 func autoDownloadClient(t *testing.T, srv *wechatpaytest.Server) *core.Client {
 	t.Helper()
+	c, _ := autoDownloadClientAndMgr(t, srv)
+	return c
+}
+
+// autoDownloadClientAndMgr is autoDownloadClient with the downloader
+// manager, for tests that download again after a rotation.
+func autoDownloadClientAndMgr(t *testing.T, srv *wechatpaytest.Server) (*core.Client, *downloader.CertificateDownloaderMgr) {
+	t.Helper()
 	k := srv.Keys
 	target, err := url.Parse(srv.URL)
 	require.NoError(t, err)
@@ -118,7 +129,7 @@ func autoDownloadClient(t *testing.T, srv *wechatpaytest.Server) *core.Client {
 		option.WithWechatPayAutoAuthCipherUsingDownloaderMgr(k.MchID, k.MchCertSerial, k.MchPrivateKey, mgr),
 		option.WithHTTPClient(srv.Client()))
 	require.NoError(t, err)
-	return c
+	return c, mgr
 }
 
 // rewriteHost sends every request to target, whatever host it names.
@@ -131,4 +142,74 @@ func (rt rewriteHost) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.URL.Scheme, r.URL.Host, r.Host = rt.target.Scheme, rt.target.Host, rt.target.Host
 	return rt.base.RoundTrip(r)
+}
+
+// publicKeyValidator verifies answers the way a public-key-mode client
+// does; it runs on any *http.Response, error answers included.
+func publicKeyValidator(k *wechatpaytest.Keys) *validators.WechatPayResponseValidator {
+	return validators.NewWechatPayResponseValidator(verifiers.NewSHA256WithRSAPubkeyVerifier(k.PublicKeyID, *k.WechatPayPublicKey()))
+}
+
+// platformValidator verifies answers with the given platform certificates,
+// as a platform-certificate-mode client holding them does.
+func platformValidator(certs ...*x509.Certificate) *validators.WechatPayResponseValidator {
+	return validators.NewWechatPayResponseValidator(verifiers.NewSHA256WithRSAVerifier(core.NewCertificateMapWithList(certs)))
+}
+
+// clientWithCerts is a platform-certificate-mode client that trusts certs.
+func clientWithCerts(t *testing.T, srv *wechatpaytest.Server, certs ...*x509.Certificate) *core.Client {
+	t.Helper()
+	k := srv.Keys
+	c, err := core.NewClient(t.Context(),
+		option.WithWechatPayAuthCipher(k.MchID, k.MchCertSerial, k.MchPrivateKey, certs),
+		option.WithHTTPClient(srv.Client()))
+	require.NoError(t, err)
+	return c
+}
+
+// listURL is the list call for openid with the given query parameters
+// added (offset, limit, appid…), as pairs.
+func listURL(baseURL, openid string, pairs ...string) string {
+	q := url.Values{}
+	if openid != "" {
+		q.Set("openid", openid)
+	}
+	for i := 0; i+1 < len(pairs); i += 2 {
+		q.Set(pairs[i], pairs[i+1])
+	}
+	return baseURL + "/v3/marketing/membercard-open/user/cards?" + q.Encode()
+}
+
+// listPage is the body of the list call.
+type listPage struct {
+	Data []struct {
+		CardID string `json:"card_id"`
+		Code   string `json:"code"`
+	} `json:"data"`
+	TotalCount int `json:"total_count"`
+	Offset     int `json:"offset"`
+	Limit      int `json:"limit"`
+}
+
+// listCards calls the list endpoint through client: the page of a
+// verified 200, or the SDK's error.
+func listCards(t *testing.T, client *core.Client, rawURL string) (listPage, *core.APIResult, error) {
+	t.Helper()
+	res, err := client.Get(t.Context(), rawURL)
+	if err != nil {
+		return listPage{}, res, err
+	}
+	var page listPage
+	require.NoError(t, core.UnMarshalResponse(res.Response, &page))
+	return page, res, nil
+}
+
+// requireUnsigned requires an answer to carry none of WeChat's signature
+// headers, and the SDK's validator to refuse it.
+func requireUnsigned(t *testing.T, k *wechatpaytest.Keys, resp *http.Response) {
+	t.Helper()
+	for _, h := range []string{"Wechatpay-Signature", "Wechatpay-Serial", "Wechatpay-Timestamp", "Wechatpay-Nonce"} {
+		require.Empty(t, resp.Header.Get(h), h)
+	}
+	require.Error(t, publicKeyValidator(k).Validate(context.Background(), resp))
 }

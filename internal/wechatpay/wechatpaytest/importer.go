@@ -20,15 +20,19 @@ const (
 	// MessageNoTrade).
 	OpenIDPrefixNoTrade = "o_notrade_"
 	// OpenIDPrefixMember: an openid starting with it already holds every card
-	// (400 INVALID_REQUEST MessageAlreadyMember).
+	// (400 INVALID_REQUEST MessageAlreadyMember). Its code for a card is
+	// assigned the first time an import or HeldCode names the card, and
+	// from then on the list call returns it.
 	OpenIDPrefixMember = "o_member_"
 )
 
 // Messages of the 400 INVALID_REQUEST refusals.
 const (
 	// MessageAlreadyMember is WeChat's answer when the member already holds
-	// the card. The worker treats it as a success-like final outcome.
-	MessageAlreadyMember = "会员已经领取过该卡"
+	// the card: the message the brand card-member APIs document, since the
+	// import API names none. Other refusals share its code, so only the
+	// list call, not this text, tells a client the member holds the card.
+	MessageAlreadyMember = "用户已有已生效的会员卡"
 	// MessageNoTrade is WeChat's answer when the member has had no WeChat
 	// Pay trade with the merchant in the past year.
 	MessageNoTrade = "用户近一年无微信支付交易，不满足导入条件"
@@ -50,7 +54,7 @@ func (e *Emulator) handleImport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a := e.importMember(r.PathValue("card_id"), body)
-	e.reply(w, r, "", a)
+	e.reply(w, r, a)
 	if a.status/100 != 2 || a.status == http.StatusAccepted || r.Context().Err() != nil {
 		e.countFailure(body)
 	}
@@ -78,10 +82,13 @@ func (e *Emulator) countFailure(body []byte) {
 func (e *Emulator) importMember(cardID string, body []byte) answer {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if a, ok := e.faults.takeIntercept(body); ok {
+		return a
+	}
 	if e.faults.outage != nil {
 		return *e.faults.outage
 	}
-	if a, ok := e.faults.takeFailure(); ok {
+	if a, ok := takeQueued(&e.faults.failures); ok {
 		return a
 	}
 	if e.faults.take(&e.faults.accept202) {
@@ -105,7 +112,7 @@ func (e *Emulator) importMember(cardID string, body []byte) answer {
 	if a, ok := permanentRule(member, e.members.authorized[cardID]); ok {
 		return a
 	}
-	if e.members.holds(member) || strings.HasPrefix(req.OpenID, OpenIDPrefixMember) {
+	if _, holds := e.members.heldCode(member); holds {
 		return refusal(http.StatusBadRequest, "INVALID_REQUEST", MessageAlreadyMember)
 	}
 	cardCode := req.Code
@@ -153,14 +160,34 @@ func (e *Emulator) AuthorizeCard(cardID string) {
 	e.members.authorized[cardID] = true
 }
 
-// Seed records that a member already holds a card, imported elsewhere:
-// importing them answers MessageAlreadyMember. Seeded members do not count
-// in ImportCount or Members.
-func (e *Emulator) Seed(cardID, openid string) {
+// Seed records that a member already holds a card, imported elsewhere,
+// and returns the member's card code (12 digits, unique within the card;
+// the code they hold already if they did). Importing them answers
+// MessageAlreadyMember and the list call returns the card with this code.
+// Seeded members do not count in ImportCount or Members.
+func (e *Emulator) Seed(cardID, openid string) string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	k := memberKey{cardID: cardID, openID: openid}
-	if !e.members.holds(k) {
-		e.members.holders[k] = ""
+	return e.members.hold(memberKey{cardID: cardID, openID: openid})
+}
+
+// SeedCards seeds a member holding every card in cardIDs, as Seed does for
+// one: e.g. 24 other cards of the brand, so that with the one imported the
+// list call needs two pages of 20.
+func (e *Emulator) SeedCards(openid string, cardIDs ...string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, cardID := range cardIDs {
+		e.members.hold(memberKey{cardID: cardID, openID: openid})
 	}
+}
+
+// HeldCode returns the code of the card cardID that openid holds, whether
+// imported, seeded or held by the OpenIDPrefixMember rule (the code is
+// assigned on the first ask), so that a test can compare it with what the
+// worker stored. ok is false when the member does not hold the card.
+func (e *Emulator) HeldCode(cardID, openid string) (code string, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.members.heldCode(memberKey{cardID: cardID, openID: openid})
 }

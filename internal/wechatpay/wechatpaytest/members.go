@@ -1,5 +1,7 @@
 package wechatpaytest
 
+import "strings"
+
 // memberKey is one member of one card.
 type memberKey struct{ cardID, openID string }
 
@@ -17,7 +19,8 @@ type record struct {
 // out_request_no imported whom. Guarded by Emulator.mu.
 type members struct {
 	byRequestNo map[string]record
-	holders     map[memberKey]string // card code, "" for Seed members
+	holders     map[memberKey]string // card code of every member holding a card
+	cardsOf     map[string][]string  // cards each openid holds, in the order they came
 	imports     map[memberKey]int    // new imports per member
 	codes       map[codeKey]bool     // card codes in use
 	attempted   map[string]bool      // out_request_nos that reached the first-attempt fault
@@ -29,6 +32,7 @@ func newMembers() members {
 	return members{
 		byRequestNo: map[string]record{},
 		holders:     map[memberKey]string{},
+		cardsOf:     map[string][]string{},
 		imports:     map[memberKey]int{},
 		codes:       map[codeKey]bool{},
 		attempted:   map[string]bool{},
@@ -37,10 +41,36 @@ func newMembers() members {
 	}
 }
 
-// holds reports whether a member already has the card.
-func (m *members) holds(k memberKey) bool {
-	_, ok := m.holders[k]
-	return ok
+// heldCode returns the code of the card a member holds. A member of the
+// OpenIDPrefixMember rule holds every card: the first ask gives them a
+// code, which every later one returns.
+func (m *members) heldCode(k memberKey) (string, bool) {
+	if code, ok := m.holders[k]; ok {
+		return code, true
+	}
+	if strings.HasPrefix(k.openID, OpenIDPrefixMember) {
+		return m.hold(k), true
+	}
+	return "", false
+}
+
+// hold records that a member holds a card they got elsewhere (Seed, the
+// OpenIDPrefixMember rule) and returns its code: a new one, or the one
+// they hold already.
+func (m *members) hold(k memberKey) string {
+	if code, ok := m.holders[k]; ok {
+		return code
+	}
+	code := m.newCode(k.cardID)
+	m.give(k, code)
+	return code
+}
+
+// give records that a member holds a card under code.
+func (m *members) give(k memberKey, code string) {
+	m.holders[k] = code
+	m.cardsOf[k.openID] = append(m.cardsOf[k.openID], k.cardID)
+	m.codes[codeKey{cardID: k.cardID, code: code}] = true
 }
 
 // codeTaken reports whether a card code is already some member's.
@@ -61,7 +91,6 @@ func (m *members) newCode(cardID string) string {
 // add imports a member under an out_request_no.
 func (m *members) add(outRequestNo string, k memberKey, givenCode, cardCode string) {
 	m.byRequestNo[outRequestNo] = record{member: k, givenCode: givenCode, cardCode: cardCode}
-	m.holders[k] = cardCode
+	m.give(k, cardCode)
 	m.imports[k]++
-	m.codes[codeKey{cardID: k.cardID, code: cardCode}] = true
 }

@@ -19,9 +19,24 @@ type Stats struct {
 	Replays int `json:"replays"`
 	// Members is how many distinct members were imported (Seed excluded).
 	Members int `json:"members"`
-	// Refusals counts error answers by WeChat code: SIGN_ERROR,
+	// Refusals counts WeChat's error answers by code: SIGN_ERROR,
 	// RATELIMIT_EXCEEDED, SYSTEM_ERROR, PARAM_ERROR, INVALID_REQUEST, …
+	// Forged refusals and redirects are not WeChat's and not counted here.
 	Refusals map[string]int `json:"refusals"`
+	// Lists is how many list calls (GET …/user/cards) passed the rate
+	// limit and the signature check, whatever their answer.
+	Lists int `json:"lists"`
+	// ForgedRefusals is how many unsigned error answers ForgeRefusalNext
+	// and ForgeRefusalFor gave in WeChat's place.
+	ForgedRefusals int `json:"forged_refusals"`
+	// Redirects is how many 3xx answers RedirectNext and RedirectFor gave.
+	Redirects int `json:"redirects"`
+	// CertificateDownloads is how many times GET /v3/certificates was
+	// answered with the certificates (see Emulator.CertificateDownloads).
+	CertificateDownloads int `json:"certificate_downloads"`
+	// PlatformRotations is how many times RotatePlatformCertificate made a
+	// new platform certificate.
+	PlatformRotations int `json:"platform_rotations"`
 }
 
 // Stats returns a snapshot of the counters.
@@ -54,7 +69,8 @@ func (e *Emulator) ImportCount(cardID, openid string) int {
 
 // Failures returns how many verified import calls under outRequestNo did
 // not end in a 2xx answer their caller received: 5xx and 202 answers,
-// refusals, and answers written after the caller had hung up. A worker that
+// refusals, forged refusals and redirects, and answers written after the
+// caller had hung up. A worker that
 // counts only WeChat's failures against a task's retries never shows more
 // retries for a task than this; a crash, a Redis restart or a wait for the
 // rate limit must not add any.
