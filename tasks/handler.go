@@ -29,10 +29,11 @@ type HandlerConfig struct {
 	// Logger receives one line per attempt. Defaults to a logger that
 	// discards everything.
 	Logger *zerolog.Logger
-	// Results, when set, stores the result of each finished import in
-	// place of the task's own asynq ResultWriter. The worker passes its
-	// dead-letter store, which writes the result and drops the member's
-	// dead letter in one Redis round trip.
+	// Results, when set, settles each finished import in place of the
+	// task's own asynq ResultWriter. The worker passes its dead-letter
+	// store, which in one Redis round trip writes the result, drops the
+	// member's dead letter on success, appends the outcome to the queue's
+	// results stream and counts it in the member's run.
 	Results ResultStore
 	// Observer, when set, is told how each attempt that reached WeChat
 	// ended (the worker's metrics). Defaults to none.
@@ -50,11 +51,12 @@ type Observer interface {
 	ObserveAttempt(outcome AttemptOutcome, wechatCode string)
 }
 
-// ResultStore stores the result of a finished import: the JSON of a Result,
-// under the task's ID (its out_request_no). An error retries the task
-// without spending its budget, as a result asynq could not write does.
+// ResultStore settles a finished import: its Result (imported,
+// already_member, or dead) under the task's ID (its out_request_no), for the
+// member p. An error retries the task without spending its budget, as a
+// result asynq could not write does.
 type ResultStore interface {
-	WriteResult(ctx context.Context, taskID string, result []byte) error
+	Settle(ctx context.Context, taskID string, p Payload, r Result) error
 }
 
 // Handler processes TypeImport tasks. It maps the kind of WeChat's answer to
@@ -110,7 +112,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		// A payload no attempt can fix: archive it now, with the reason as
 		// its last error, and go on with the queue.
 		log.Error().Err(err).Msg("payload rejected")
-		return h.settleFailure(t, log, fmt.Errorf("payload rejected: %w: %w", err, asynq.SkipRetry))
+		return h.settleFailure(ctx, t, log, leniently(t.Payload()), fmt.Errorf("payload rejected: %w: %w", err, asynq.SkipRetry))
 	}
 	log = log.With().Str("out_request_no", p.OutRequestNo).Str("card_id", p.CardID).Logger()
 
@@ -121,7 +123,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err == nil {
 		h.observe(AttemptOutcome(done.Outcome), "")
 		log.Info().Str("outcome", string(done.Outcome)).Str("request_id", done.requestID).Dur("duration", duration).Msg("import done")
-		return h.writeResult(ctx, t, log, done.Result)
+		return h.writeResult(ctx, t, log, p, done.Result)
 	}
 
 	var deferred *DeferredError
@@ -156,7 +158,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		ev = ev.Int("http_status", werr.StatusCode).Str("wechat_code", werr.Code).Str("request_id", werr.RequestID)
 	}
 	ev.Err(err).Msg(msg)
-	return h.settleFailure(t, log, ret)
+	return h.settleFailure(ctx, t, log, p, ret)
 }
 
 // settleFailure writes the dead outcome of a task that failed for good
@@ -165,19 +167,40 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 // it later: `enqueue status`, the dead-letter sweep. When Redis does not
 // take it, the task is retried without spending its budget, as for a
 // result of an import.
-func (h *Handler) settleFailure(t *asynq.Task, log zerolog.Logger, ret error) error {
-	if !errors.Is(ret, asynq.SkipRetry) || t.ResultWriter() == nil {
+func (h *Handler) settleFailure(ctx context.Context, t *asynq.Task, log zerolog.Logger, p Payload, ret error) error {
+	if !errors.Is(ret, asynq.SkipRetry) {
 		return ret
 	}
-	data, err := json.Marshal(FailureResult(ret))
-	if err == nil {
-		_, err = t.ResultWriter().Write(data)
-	}
-	if err != nil {
+	if err := h.settle(ctx, t, p, FailureResult(ret)); err != nil {
 		log.Warn().Err(err).Msg("dead outcome not written, will retry")
 		return &DeferredError{Reason: DeferRedis, RetryAfter: time.Second, Err: fmt.Errorf("write result: %w", err)}
 	}
 	return ret
+}
+
+// settle records r through the ResultStore, or as the task's asynq result
+// when there is none.
+func (h *Handler) settle(ctx context.Context, t *asynq.Task, p Payload, r Result) error {
+	if h.results != nil {
+		id, _ := asynq.GetTaskID(ctx)
+		return h.results.Settle(ctx, id, p, r)
+	}
+	if t.ResultWriter() == nil {
+		return nil
+	}
+	data, err := json.Marshal(r)
+	if err == nil {
+		_, err = t.ResultWriter().Write(data)
+	}
+	return err
+}
+
+// leniently decodes what it can of a payload the handler rejected, so its
+// dead outcome still names its card and run.
+func leniently(data []byte) Payload {
+	var p Payload
+	_ = json.Unmarshal(data, &p)
+	return p
 }
 
 func (h *Handler) observe(outcome AttemptOutcome, code string) {
@@ -237,21 +260,10 @@ func decide(ctx context.Context, kind wechatpay.Kind, err error) (zerolog.Level,
 	return zerolog.WarnLevel, "import failed, will retry", fmt.Errorf("import: %w", err)
 }
 
-// writeResult stores r as the task's result; when Redis does not take it,
-// it logs so and returns the DeferredError that retries the task.
-func (h *Handler) writeResult(ctx context.Context, t *asynq.Task, log zerolog.Logger, r Result) error {
-	data, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("encode result: %w", err)
-	}
-	switch {
-	case h.results != nil:
-		id, _ := asynq.GetTaskID(ctx)
-		err = h.results.WriteResult(ctx, id, data)
-	case t.ResultWriter() != nil:
-		_, err = t.ResultWriter().Write(data)
-	}
-	if err != nil {
+// writeResult settles r, the result of an import; when Redis does not take
+// it, it logs so and returns the DeferredError that retries the task.
+func (h *Handler) writeResult(ctx context.Context, t *asynq.Task, log zerolog.Logger, p Payload, r Result) error {
+	if err := h.settle(ctx, t, p, r); err != nil {
 		// The import happened but Redis did not take the result: the
 		// task is retried, WeChat answers the retry with the same
 		// result, and the member's budget is not spent on a fault that

@@ -356,11 +356,11 @@ type failingResults struct {
 	failed sync.Map
 }
 
-func (f *failingResults) WriteResult(ctx context.Context, taskID string, result []byte) error {
+func (f *failingResults) Settle(ctx context.Context, taskID string, p tasks.Payload, r tasks.Result) error {
 	if _, again := f.failed.LoadOrStore(taskID, true); !again {
 		return errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
 	}
-	return f.store.WriteResult(ctx, taskID, result)
+	return f.store.Settle(ctx, taskID, p, r)
 }
 
 // TestHandlerRetriesAResultRedisDidNotTake: an import whose result Redis

@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/cardimport/cardimport/results"
 )
 
 // TypeImport is the asynq task type of a member-card import.
@@ -42,6 +44,10 @@ type Payload struct {
 	// OutRequestNo is the merchant's unique number for this import. It is
 	// also the asynq task ID.
 	OutRequestNo string `json:"out_request_no"`
+	// Run names the run the member was handed over in (results.Run), whose
+	// counts its outcome updates. Empty for a member enqueued outside any
+	// run.
+	Run string `json:"run,omitempty"`
 }
 
 // FieldError reports a payload field that WeChat would refuse.
@@ -83,6 +89,9 @@ func (p Payload) Validate() error {
 		if !isOutRequestNoRune(r) {
 			return &FieldError{Field: "out_request_no", Problem: fmt.Sprintf("character %q at position %d is not allowed (letters, digits and | _ * - only)", r, pos)}
 		}
+	}
+	if p.Run != "" && results.ValidateRunID(p.Run) != nil {
+		return &FieldError{Field: "run", Problem: "must be 1 to 64 letters, digits, '_', '.', ':' or '-', starting with a letter or digit"}
 	}
 	return nil
 }

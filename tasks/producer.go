@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/cardimport/cardimport/results"
 )
 
 // DefaultProducerConcurrency is how many enqueues EnqueueMany keeps in
@@ -31,6 +35,9 @@ type Producer struct {
 	// built is opts applied, so that a member enqueued without options of
 	// its own costs no option building.
 	built options
+	// runs and run, when set, make every member part of run (WithRun).
+	runs *results.Store
+	run  string
 }
 
 // ProducerOption changes how NewProducer builds a Producer.
@@ -50,6 +57,16 @@ func WithConcurrency(n int) ProducerOption {
 	return func(p *Producer) { p.concurrency = n }
 }
 
+// WithRun makes every member the Producer enqueues part of run id: its
+// payload names the run (unless it names one itself), and the run's counts
+// in rs, the results of the Producer's queue, take what the Producer did
+// (enqueued, duplicates, invalid). Call CloseRun once every member of the
+// run was handed over: the run settles when none is left waiting. Defaults
+// to no run.
+func WithRun(rs *results.Store, id string) ProducerOption {
+	return func(p *Producer) { p.runs, p.run = rs, id }
+}
+
 // NewProducer returns a Producer that enqueues through client, which stays
 // the caller's to close. Task options out of range are refused here, as an
 // *OptionError, rather than at the first member.
@@ -65,7 +82,54 @@ func NewProducer(client *asynq.Client, opts ...ProducerOption) (*Producer, error
 	if p.built, err = buildOptions(p.opts); err != nil {
 		return nil, err
 	}
+	if p.run != "" || p.runs != nil {
+		switch {
+		case p.runs == nil:
+			return nil, &OptionError{Option: "run", Problem: "needs the results store of the queue"}
+		case p.runs.Queue() != p.built.queue:
+			return nil, &OptionError{Option: "run", Problem: fmt.Sprintf("results store is of queue %q, tasks go to %q", p.runs.Queue(), p.built.queue)}
+		}
+		if err := results.ValidateRunID(p.run); err != nil {
+			return nil, &OptionError{Option: "run", Problem: strings.TrimPrefix(err.Error(), results.ErrInvalidRunID.Error()+": run: ")}
+		}
+	}
 	return p, nil
+}
+
+// Run returns the run the Producer enqueues into, "" for none.
+func (p *Producer) Run() string { return p.run }
+
+// CloseRun says every member of the Producer's run was handed over; the
+// run settles once none is left waiting. A no-op without a run.
+func (p *Producer) CloseRun(ctx context.Context) error {
+	if p.runs == nil {
+		return nil
+	}
+	return p.runs.CloseRun(ctx, p.run)
+}
+
+// inRun puts member into the Producer's run.
+func (p *Producer) inRun(member Payload) Payload {
+	if p.run != "" && member.Run == "" {
+		member.Run = p.run
+	}
+	return member
+}
+
+// startRun opens the Producer's run before members go in.
+func (p *Producer) startRun(ctx context.Context) error {
+	if p.runs == nil {
+		return nil
+	}
+	return p.runs.StartRun(ctx, p.run)
+}
+
+// countRun adds what a call did to the run's counts.
+func (p *Producer) countRun(ctx context.Context, enqueued, duplicates, invalid int64) error {
+	if p.runs == nil {
+		return nil
+	}
+	return p.runs.CountEnqueued(ctx, p.run, enqueued, duplicates, invalid)
 }
 
 // Ping checks that Redis answers.
@@ -84,10 +148,21 @@ func (p *Producer) Enqueue(ctx context.Context, member Payload, opts ...Option) 
 	if err != nil {
 		return false, err
 	}
-	if err := member.Validate(); err != nil {
+	member = p.inRun(member)
+	if err := p.startRun(ctx); err != nil {
 		return false, err
 	}
-	return p.enqueue(ctx, member, o)
+	if err := member.Validate(); err != nil {
+		return false, errors.Join(err, p.countRun(ctx, 0, 0, 1))
+	}
+	duplicate, err = p.enqueue(ctx, member, o)
+	switch {
+	case err != nil:
+		return false, err
+	case duplicate:
+		return true, p.countRun(ctx, 0, 1, 0)
+	}
+	return false, p.countRun(ctx, 1, 0, 0)
 }
 
 // taskOptions returns the Producer's task options with opts applied after
@@ -138,7 +213,46 @@ type EnqueueResult struct {
 // ErrNotAttempted, so sending the whole batch again is safe: what went in
 // comes back as duplicates.
 func (p *Producer) EnqueueMany(ctx context.Context, members []Payload, opts ...Option) ([]EnqueueResult, error) {
+	res, err := p.enqueueMany(ctx, members, opts)
+	if p.runs == nil || errors.Is(err, errRunNotStarted) {
+		return res, err
+	}
+	var enqueued, duplicates, invalid int64
+	for _, r := range res {
+		switch {
+		case r.Duplicate:
+			duplicates++
+		case r.Err == nil:
+			enqueued++
+		case errors.Is(r.Err, ErrInvalidPayload):
+			invalid++
+		}
+	}
+	if cerr := p.countRun(ctx, enqueued, duplicates, invalid); cerr != nil && err == nil {
+		err = cerr
+	}
+	return res, err
+}
+
+// errRunNotStarted marks a batch refused because its run could not be
+// opened: nothing was tried, so nothing is counted.
+var errRunNotStarted = errors.New("run not started")
+
+func (p *Producer) enqueueMany(ctx context.Context, members []Payload, opts []Option) ([]EnqueueResult, error) {
 	results := make([]EnqueueResult, len(members))
+	if err := p.startRun(ctx); err != nil {
+		for i := range results {
+			results[i] = EnqueueResult{Index: i, Err: ErrNotAttempted}
+		}
+		return results, fmt.Errorf("%w: %w", errRunNotStarted, err)
+	}
+	if p.run != "" {
+		// The caller's slice stays as it was given.
+		members = slices.Clone(members)
+		for i := range members {
+			members[i] = p.inRun(members[i])
+		}
+	}
 	todo := make([]int, 0, len(members))
 	seen := make(map[string]struct{}, len(members))
 	for i, m := range members {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -34,6 +35,9 @@ type Worker struct {
 	// before they are handed back to the queue. Defaults to 20 s, inside
 	// the 30 s a container orchestrator usually grants.
 	ShutdownTimeout time.Duration
+	// ResultsRetention is how long outcomes and runs are kept
+	// (RESULTS_RETENTION). Defaults to results.DefaultRetention.
+	ResultsRetention time.Duration
 	// LogLevel is debug, info, warn or error. Defaults to info.
 	LogLevel string
 	// WeChat is the merchant's identity and keys. Not read with
@@ -61,6 +65,7 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 	minDelay := fs.String("retry-min-delay", orDefault(env("RETRY_MIN_DELAY"), tasks.DefaultRetryMinDelay.String()), "shortest retry backoff (env RETRY_MIN_DELAY)")
 	maxDelay := fs.String("retry-max-delay", orDefault(env("RETRY_MAX_DELAY"), tasks.DefaultRetryMaxDelay.String()), "longest retry backoff (env RETRY_MAX_DELAY)")
 	shutdown := fs.Duration("shutdown-timeout", 20*time.Second, "time in-flight imports get to finish on SIGTERM")
+	retention := fs.String("results-retention", orDefault(env("RESULTS_RETENTION"), "30d"), "how long outcomes and runs are kept, a Go duration or days such as 30d (env RESULTS_RETENTION)")
 	logLevel := fs.String("log-level", orDefault(env("LOG_LEVEL"), "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	baseURL := fs.String("wechatpay-base-url", env("WECHATPAY_BASE_URL"), "WeChat Pay API base URL (env WECHATPAY_BASE_URL)")
 	allowHTTP := fs.Bool("wechatpay-allow-http", env("WECHATPAY_ALLOW_HTTP") == "1" || env("WECHATPAY_ALLOW_HTTP") == "true",
@@ -102,6 +107,9 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 	if w.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("--concurrency: must be at least 1, got %d", w.Concurrency))
 	}
+	if w.ResultsRetention, err = ParseRetention(*retention); err != nil {
+		errs = append(errs, fmt.Errorf("RESULTS_RETENTION: %w", err))
+	}
 	if w.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--shutdown-timeout: must be positive"))
 	}
@@ -123,6 +131,28 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 		}
 	}
 	return w, errors.Join(errs...)
+}
+
+// ParseRetention reads a retention: a Go duration ("720h") or whole days
+// ("30d"), positive.
+func ParseRetention(v string) (time.Duration, error) {
+	var d time.Duration
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a duration (e.g. 30d or 720h)", v)
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			return 0, fmt.Errorf("%q is not a duration (e.g. 30d or 720h)", v)
+		}
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("must be positive, got %q", v)
+	}
+	return d, nil
 }
 
 func orDefault(v, def string) string {

@@ -103,6 +103,19 @@ func FromArchived(info *asynq.TaskInfo) Record {
 	return r
 }
 
+// deadResult is the dead outcome a record stands for.
+func (r Record) deadResult() tasks.Result {
+	return tasks.Result{Outcome: tasks.OutcomeDead, Reason: string(r.Reason), HTTPStatus: r.HTTPStatus,
+		WeChatCode: r.WeChatCode, RequestID: r.RequestID, Message: r.Message}
+}
+
+// leniently decodes what it can of a task's payload.
+func leniently(payload []byte) tasks.Payload {
+	var p tasks.Payload
+	_ = json.Unmarshal(payload, &p)
+	return p
+}
+
 func newRecord(taskID string, payload []byte, at time.Time) Record {
 	if at.IsZero() {
 		at = time.Now()
@@ -116,6 +129,11 @@ func newRecord(taskID string, payload []byte, at time.Time) Record {
 		r.OpenIDMasked = logging.MaskOpenID(p.OpenID)
 	}
 	return r
+}
+
+// MaskPayloadOpenIDOf masks p's openid in s.
+func MaskPayloadOpenIDOf(p tasks.Payload, s string) string {
+	return logging.MaskOpenIDIn(s, p.OpenID)
 }
 
 // MaskPayloadOpenID masks, in s, the openid of the import payload: a

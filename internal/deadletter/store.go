@@ -21,6 +21,7 @@ package deadletter
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -30,6 +31,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/cardimport/cardimport/internal/redisconn"
+	"github.com/cardimport/cardimport/results"
+	"github.com/cardimport/cardimport/tasks"
 )
 
 // Store is the dead-letter store of one queue. It is safe for concurrent
@@ -41,10 +44,11 @@ type Store struct {
 	index string // the sorted set
 	rec   string // prefix of the record hashes
 	// taskKey prefixes asynq's hash of a task of the queue
-	// (base.TaskKey), where WriteResult puts the result.
+	// (base.TaskKey), where Settle puts the result.
 	taskKey string
 	insp    *asynq.Inspector
 	cli     *asynq.Client
+	results *results.Store
 
 	// beforeDelete and afterEnqueue, nil outside tests, run inside a
 	// replay's two windows (before it removes the archived task, after it
@@ -55,12 +59,12 @@ type Store struct {
 
 // New returns the store of queue in the Redis opt points at. It does not
 // connect until first used.
-func New(opt asynq.RedisConnOpt, queue string) (*Store, error) {
+func New(opt asynq.RedisConnOpt, queue string, opts ...results.Option) (*Store, error) {
 	rdb, err := redisconn.Client(opt)
 	if err != nil {
 		return nil, fmt.Errorf("dead letters: %w", err)
 	}
-	s, err := NewFromRedisClient(rdb, queue)
+	s, err := NewFromRedisClient(rdb, queue, opts...)
 	if err != nil {
 		_ = rdb.Close()
 		return nil, err
@@ -70,13 +74,19 @@ func New(opt asynq.RedisConnOpt, queue string) (*Store, error) {
 }
 
 // NewFromRedisClient returns the store of queue on an existing client,
-// which the caller keeps and closes.
-func NewFromRedisClient(rdb redis.UniversalClient, queue string) (*Store, error) {
+// which the caller keeps and closes. opts configure the results store
+// Settle writes to (its retention).
+func NewFromRedisClient(rdb redis.UniversalClient, queue string, opts ...results.Option) (*Store, error) {
 	if queue == "" {
 		return nil, errors.New("dead letters: queue must not be empty")
 	}
+	rs, err := results.New(rdb, queue, opts...)
+	if err != nil {
+		return nil, err
+	}
 	prefix := "cardimport:{" + queue + "}:dead"
 	return &Store{
+		results: rs,
 		rdb:     rdb,
 		queue:   queue,
 		index:   prefix,
@@ -128,7 +138,7 @@ func (s *Store) Get(ctx context.Context, outRequestNo string) (Record, error) {
 
 // Remove deletes the record of an out_request_no; removing one that does
 // not exist is not an error. A replay that finds the import done calls it;
-// the worker's successes remove their record with WriteResult.
+// the worker's successes remove their record with Settle.
 func (s *Store) Remove(ctx context.Context, outRequestNo string) error {
 	pipe := s.rdb.TxPipeline()
 	s.remove(ctx, pipe, outRequestNo)
@@ -144,27 +154,38 @@ func (s *Store) remove(ctx context.Context, pipe redis.Pipeliner, outRequestNo s
 	pipe.ZRem(ctx, s.index, outRequestNo)
 }
 
-// WriteResult finishes a successful import in one transaction, so one
-// round trip: it writes the result to the asynq task, as asynq's
-// ResultWriter does (the "result" field of the task's hash), and removes
-// the record of its out_request_no (an import task's ID), whichever way
-// the task was put back. It implements tasks.ResultStore; the worker's
-// handler stores every result through it.
-func (s *Store) WriteResult(ctx context.Context, taskID string, result []byte) error {
+// Settle records how an import ended, in one script and so one round trip
+// (results.Store.Settle): the result in the asynq task (the "result" field
+// of the task's hash, where asynq's ResultWriter puts it), the removal of
+// the record of its out_request_no when it succeeded (whichever way the
+// task was put back), the outcome event and the counts of the member's run.
+// It implements tasks.ResultStore; the worker's handler settles every
+// finished import through it.
+func (s *Store) Settle(ctx context.Context, taskID string, p tasks.Payload, r tasks.Result) error {
 	if taskID == "" {
 		return errors.New("dead letters: result without a task ID")
 	}
 	if q, ok := asynq.GetQueueName(ctx); ok && q != s.queue {
 		return fmt.Errorf("dead letters: result of a task of queue %q, the store is of %q", q, s.queue)
 	}
-	pipe := s.rdb.TxPipeline()
-	pipe.HSet(ctx, s.taskKey+taskID, "result", result)
-	s.remove(ctx, pipe, taskID)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("dead letters: result and removal: %w", err)
+	data, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("dead letters: encode result: %w", err)
+	}
+	ev := results.Event{
+		OutRequestNo: taskID, CardID: p.CardID, Run: p.Run, Outcome: string(r.Outcome), Code: r.Code,
+		Reason: r.Reason, HTTPStatus: r.HTTPStatus, WeChatCode: r.WeChatCode, Message: MaskPayloadOpenIDOf(p, r.Message),
+	}
+	k := results.SettleKeys{Task: s.taskKey + taskID, DeadRecord: s.rec + taskID, DeadIndex: s.index}
+	if _, err := s.results.Settle(ctx, k, results.Settlement{Result: data, Event: ev}); err != nil {
+		return fmt.Errorf("dead letters: settle: %w", err)
 	}
 	return nil
 }
+
+// Results returns the store of the queue's runs and outcomes that Settle
+// writes to.
+func (s *Store) Results() *results.Store { return s.results }
 
 // recordScript upserts a record: the first failure time is kept, attempts
 // add up across replays, everything else is the latest failure's. Every

@@ -275,11 +275,11 @@ func TestFromArchived(t *testing.T) {
 	}
 }
 
-// TestWriteResult: a replayed member's import succeeds through a server
-// whose handler stores its result with WriteResult: asynq shows the task
+// TestSettle: a replayed member's import succeeds through a server
+// whose handler settles its result with Settle: asynq shows the task
 // completed with that result, the member's record is gone, and another
 // member's record stays.
-func TestWriteResult(t *testing.T) {
+func TestSettle(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	p, other := payload(1), payload(2)
@@ -288,11 +288,11 @@ func TestWriteResult(t *testing.T) {
 	}
 	b.serve(t, func(ctx context.Context, _ *asynq.Task) error {
 		id, _ := asynq.GetTaskID(ctx)
-		return b.store.WriteResult(ctx, id, []byte(`{"outcome":"imported","code":"CARDCODE-1"}`))
+		return b.store.Settle(ctx, id, p, tasks.Result{Outcome: tasks.OutcomeImported, Code: "CARDCODE-1"})
 	})
 	b.enqueue(t, p)
 	info := b.waitState(t, p.OutRequestNo, asynq.TaskStateCompleted)
-	require.JSONEq(t, `{"outcome":"imported","code":"CARDCODE-1"}`, string(info.Result), "asynq reads the result where WriteResult put it")
+	require.JSONEq(t, `{"outcome":"imported","code":"CARDCODE-1"}`, string(info.Result), "asynq reads the result where Settle put it")
 	_, err := b.store.Get(b.ctx, p.OutRequestNo)
 	require.ErrorIs(t, err, deadletter.ErrNotFound)
 	_, err = b.store.Get(b.ctx, other.OutRequestNo)
@@ -305,23 +305,23 @@ func TestWriteResult(t *testing.T) {
 	down, err := deadletter.New(asynq.RedisClientOpt{Addr: "127.0.0.1:1"}, b.queue)
 	require.NoError(t, err)
 	defer down.Close()
-	require.ErrorContains(t, down.WriteResult(b.ctx, other.OutRequestNo, []byte(`{}`)), "dead letters: result and removal: ")
+	require.ErrorContains(t, down.Settle(b.ctx, other.OutRequestNo, other, tasks.Result{Outcome: tasks.OutcomeImported, Code: "C"}), "dead letters: settle: ")
 }
 
-// TestWriteResultNeedsTheTask: a result without a task ID, or for a task
+// TestSettleNeedsTheTask: a result without a task ID, or for a task
 // of another queue, is refused, and nothing is written.
-func TestWriteResultNeedsTheTask(t *testing.T) {
+func TestSettleNeedsTheTask(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	p := payload(1)
 	require.NoError(t, b.store.Record(b.ctx, refused(t, p, 403, "NO_AUTH", time.Now())))
-	require.EqualError(t, b.store.WriteResult(b.ctx, "", []byte(`{}`)), "dead letters: result without a task ID")
+	require.EqualError(t, b.store.Settle(b.ctx, "", p, tasks.Result{Outcome: tasks.OutcomeImported}), "dead letters: result without a task ID")
 	other := b.r.Queue(t)
 	srv := asynq.NewServer(b.r.Opt, asynq.Config{Queues: map[string]int{other: 1}, Concurrency: 1, LogLevel: asynq.FatalLevel})
 	errs := make(chan error, 1)
 	require.NoError(t, srv.Start(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
 		id, _ := asynq.GetTaskID(ctx)
-		errs <- b.store.WriteResult(ctx, id, []byte(`{}`))
+		errs <- b.store.Settle(ctx, id, p, tasks.Result{Outcome: tasks.OutcomeImported})
 		return nil
 	})))
 	defer srv.Shutdown()

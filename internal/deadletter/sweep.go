@@ -86,12 +86,19 @@ func (s *Store) sweepPage(ctx context.Context, infos []*asynq.TaskInfo) (int, er
 			}
 			info = now
 		}
-		wrote, err := s.reconcile(ctx, FromArchived(info))
+		rec := FromArchived(info)
+		wrote, err := s.reconcile(ctx, rec)
 		if err != nil {
 			return recorded, fmt.Errorf("dead letters: sweep: %w", err)
 		}
 		if wrote {
 			recorded++
+			// A task archived out of the handler's sight is dead too: its
+			// run counts it and its outcome is told (settling twice is
+			// harmless: a task already settled dead is not counted again).
+			if err := s.Settle(ctx, info.ID, leniently(info.Payload), rec.deadResult()); err != nil {
+				return recorded, fmt.Errorf("dead letters: sweep: %w", err)
+			}
 		}
 	}
 	return recorded, nil

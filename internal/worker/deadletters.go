@@ -11,6 +11,7 @@ import (
 
 	"github.com/cardimport/cardimport/internal/config"
 	"github.com/cardimport/cardimport/internal/deadletter"
+	"github.com/cardimport/cardimport/results"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -52,7 +53,11 @@ type deadLetters struct {
 }
 
 func newDeadLetters(cfg config.Worker, log zerolog.Logger) (*deadLetters, error) {
-	store, err := deadletter.New(cfg.Redis, cfg.Queue)
+	var opts []results.Option
+	if cfg.ResultsRetention > 0 {
+		opts = append(opts, results.WithRetention(cfg.ResultsRetention))
+	}
+	store, err := deadletter.New(cfg.Redis, cfg.Queue, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,203 @@
+package results_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/results"
+)
+
+type bundle struct {
+	rdb   redis.UniversalClient
+	store *results.Store
+	queue string
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	r := redistest.New(t)
+	rdb := r.Opt.MakeRedisClient().(redis.UniversalClient)
+	t.Cleanup(func() { _ = rdb.Close() })
+	q := r.Queue(t)
+	s, err := results.New(rdb, q)
+	require.NoError(t, err)
+	return &bundle{rdb: rdb, store: s, queue: q}
+}
+
+var seq atomic.Int64
+
+// settle records an outcome of member no in run, as the worker's handler
+// does through the dead-letter store.
+func (b *bundle) settle(t *testing.T, no, run, outcome, code string) string {
+	t.Helper()
+	res := fmt.Sprintf(`{"outcome":%q,"code":%q}`, outcome, code)
+	k := results.SettleKeys{Task: "asynq:{" + b.queue + "}:t:" + no, DeadRecord: "cardimport:{" + b.queue + "}:dead:" + no, DeadIndex: "cardimport:{" + b.queue + "}:dead"}
+	id, err := b.store.Settle(context.Background(), k, results.Settlement{Result: []byte(res), Event: results.Event{
+		OutRequestNo: no, CardID: "pbLatjvWOibDc5-TBnbUk1pD12o0", Run: run, Outcome: outcome, Code: code}})
+	require.NoError(t, err)
+	return id
+}
+
+func (b *bundle) run(t *testing.T, id string) results.Run {
+	t.Helper()
+	r, err := b.store.Run(context.Background(), id)
+	require.NoError(t, err)
+	return r
+}
+
+func (b *bundle) export(t *testing.T, f results.Filter) []results.Event {
+	t.Helper()
+	var out []results.Event
+	require.NoError(t, b.store.Export(context.Background(), f, func(e results.Event) error {
+		out = append(out, e)
+		return nil
+	}))
+	return out
+}
+
+// TestRunCountsAndSettles: a run counts what went in and how each member
+// ended, and settles once it is closed and nothing is left waiting.
+func TestRunCountsAndSettles(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	run := results.NewRunID(time.Now())
+	require.Regexp(t, `^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{4}$`, run)
+	require.NoError(t, b.store.StartRun(ctx, run))
+	require.NoError(t, b.store.CountEnqueued(ctx, run, 3, 1, 2))
+	b.settle(t, "no-1", run, results.OutcomeImported, "111111111111")
+	b.settle(t, "no-2", run, results.OutcomeAlreadyMember, "222222222222")
+	r := b.run(t, run)
+	require.Equal(t, int64(1), r.Waiting)
+	require.False(t, r.Settled(), "not closed yet")
+	require.NoError(t, b.store.CloseRun(ctx, run))
+	require.False(t, b.run(t, run).Settled(), "one member still waiting")
+	b.settle(t, "no-3", run, results.OutcomeDead, "")
+	r = b.run(t, run)
+	require.True(t, r.Settled())
+	require.Equal(t, results.Run{ID: run, Enqueued: 3, Duplicates: 1, Invalid: 2, Imported: 1, AlreadyMember: 1, Dead: 1,
+		StartedAt: r.StartedAt, Closed: true, SettledAt: r.SettledAt}, r)
+
+	// The dead member is replayed and imported: dead → imported, and the
+	// export shows only its latest outcome.
+	b.settle(t, "no-3", run, results.OutcomeImported, "333333333333")
+	r = b.run(t, run)
+	require.Equal(t, int64(2), r.Imported)
+	require.Zero(t, r.Dead)
+	got := b.export(t, results.Filter{Run: run})
+	require.Len(t, got, 3)
+	require.Equal(t, "no-3", got[2].OutRequestNo)
+	require.Equal(t, results.OutcomeImported, got[2].Outcome)
+	require.Equal(t, "333333333333", got[2].Code)
+
+	runs, err := b.store.Runs(ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, runs, 1)
+	require.Equal(t, run, runs[0].ID)
+}
+
+// TestSettleCountsOnce: asynq may run a task again after its result was
+// written; a second success, or a second death, is neither counted nor
+// told again.
+func TestSettleCountsOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	run := "once"
+	require.NoError(t, b.store.StartRun(context.Background(), run))
+	require.NotEmpty(t, b.settle(t, "a", run, results.OutcomeImported, "1"))
+	require.Empty(t, b.settle(t, "a", run, results.OutcomeImported, "1"))
+	require.NotEmpty(t, b.settle(t, "b", run, results.OutcomeDead, ""))
+	require.Empty(t, b.settle(t, "b", run, results.OutcomeDead, ""))
+	r := b.run(t, run)
+	require.Equal(t, int64(1), r.Imported)
+	require.Equal(t, int64(1), r.Dead)
+	require.Len(t, b.export(t, results.Filter{}), 2)
+}
+
+// TestPage pages through outcomes with a cursor, one run at a time.
+func TestPage(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for i := range 25 {
+		run := "even"
+		if i%2 == 1 {
+			run = "odd"
+		}
+		b.settle(t, fmt.Sprintf("p-%02d", i), run, results.OutcomeImported, fmt.Sprint(i))
+	}
+	var seen []string
+	cursor := ""
+	for pages := 0; ; pages++ {
+		require.Less(t, pages, 10)
+		page, next, err := b.store.Page(context.Background(), results.Filter{Run: "odd"}, cursor, 5)
+		require.NoError(t, err)
+		for _, e := range page {
+			require.Equal(t, "odd", e.Run)
+			seen = append(seen, e.OutRequestNo)
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	require.Len(t, seen, 12)
+	require.Equal(t, "p-01", seen[0])
+	require.Equal(t, "p-23", seen[11])
+	_, _, err := b.store.Page(context.Background(), results.Filter{}, "not-a-cursor", 5)
+	require.ErrorContains(t, err, "after: not a cursor")
+}
+
+// TestFollowIsAtLeastOnce: a follower that stops before acknowledging
+// gets the event again when it starts with the same names; two followers of
+// one group share the events.
+func TestFollowIsAtLeastOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for i := range 10 {
+		b.settle(t, fmt.Sprintf("f-%02d", i), "r", results.OutcomeImported, fmt.Sprint(i))
+	}
+	follow := func(consumer string, stopAt int) []string {
+		f, err := results.NewFollower(b.rdb, b.queue, "registration", consumer)
+		require.NoError(t, err)
+		f.Block = 100 * time.Millisecond
+		ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+		defer cancel()
+		var got []string
+		stop := fmt.Errorf("stop")
+		err = f.Follow(ctx, func(_ context.Context, e results.Event) error {
+			if len(got) == stopAt {
+				return stop // killed before writing this one
+			}
+			got = append(got, e.OutRequestNo)
+			return nil
+		})
+		if stopAt >= 0 {
+			require.ErrorIs(t, err, stop)
+		}
+		return got
+	}
+	first := follow("c1", 4)
+	require.Equal(t, []string{"f-00", "f-01", "f-02", "f-03"}, first)
+	again := follow("c1", -1)
+	require.Equal(t, "f-04", again[0], "the event not acknowledged comes again")
+	require.Len(t, again, 6)
+	// Another consumer of the group gets nothing more: all were acked.
+	require.Empty(t, follow("c2", -1))
+}
+
+func TestRunIDs(t *testing.T) {
+	t.Parallel()
+	for _, id := range []string{"nightly-2026-12-04", "20261204T183000Z-7f3a", "a"} {
+		require.NoError(t, results.ValidateRunID(id), id)
+	}
+	for _, id := range []string{"", "-x", "has space", "semi;colon", "\x1b[31m", string(make([]byte, 65))} {
+		require.ErrorIs(t, results.ValidateRunID(id), results.ErrInvalidRunID, "%q", id)
+	}
+}
