@@ -81,7 +81,7 @@ func (s *Store) Export(ctx context.Context, f Filter, fn func(Event) error) erro
 // cursor is "" only when the stream has nothing more.
 func (s *Store) Page(ctx context.Context, f Filter, after string, limit int) ([]Event, string, error) {
 	if after != "" && !validID(after) {
-		return nil, "", fmt.Errorf("results: after: not a cursor this API gave")
+		return nil, "", ErrBadCursor
 	}
 	skip, err := s.superseded(ctx)
 	if err != nil {
@@ -116,6 +116,9 @@ func (s *Store) Page(ctx context.Context, f Filter, after string, limit int) ([]
 	}
 	return out, strings.TrimPrefix(start, "("), nil
 }
+
+// ErrBadCursor is Page's error for an after= that no page gave.
+var ErrBadCursor = errors.New("results: after: not a cursor this API gave")
 
 // validID reports whether s looks like a stream entry ID (ms-seq).
 func validID(s string) bool {

@@ -112,7 +112,7 @@ end
 `
 
 // settleScript: KEYS task hash, dead-letter record, dead-letter index, run
-// hash ('' for none), stream, dead events, superseded. ARGV result JSON,
+// hash (” for none), stream, dead events, superseded. ARGV result JSON,
 // outcome, out_request_no, run id, retention ms, then the event's fields.
 var settleScript = redis.NewScript(nowMillis + settledCheck + `
 local success = ARGV[2] ~= 'dead'

@@ -83,17 +83,27 @@ func NewProducer(client *asynq.Client, opts ...ProducerOption) (*Producer, error
 		return nil, err
 	}
 	if p.run != "" || p.runs != nil {
-		switch {
-		case p.runs == nil:
-			return nil, &OptionError{Option: "run", Problem: "needs the results store of the queue"}
-		case p.runs.Queue() != p.built.queue:
-			return nil, &OptionError{Option: "run", Problem: fmt.Sprintf("results store is of queue %q, tasks go to %q", p.runs.Queue(), p.built.queue)}
-		}
-		if err := results.ValidateRunID(p.run); err != nil {
-			return nil, &OptionError{Option: "run", Problem: strings.TrimPrefix(err.Error(), results.ErrInvalidRunID.Error()+": run: ")}
-		}
+		return p.InRun(p.runs, p.run)
 	}
 	return p, nil
+}
+
+// InRun returns a Producer like p that enqueues into run id, counted in rs,
+// as WithRun does: a server taking batches for many runs keeps one Producer
+// and takes one of these per batch.
+func (p *Producer) InRun(rs *results.Store, id string) (*Producer, error) {
+	cp := *p
+	cp.runs, cp.run = rs, id
+	if rs == nil {
+		return nil, &OptionError{Option: "run", Problem: "needs the results store of the queue"}
+	}
+	if rs.Queue() != cp.built.queue {
+		return nil, &OptionError{Option: "run", Problem: fmt.Sprintf("results store is of queue %q, tasks go to %q", rs.Queue(), cp.built.queue)}
+	}
+	if err := results.ValidateRunID(id); err != nil {
+		return nil, &OptionError{Option: "run", Problem: strings.TrimPrefix(err.Error(), results.ErrInvalidRunID.Error()+": run: ")}
+	}
+	return &cp, nil
 }
 
 // Run returns the run the Producer enqueues into, "" for none.

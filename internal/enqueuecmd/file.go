@@ -8,10 +8,12 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/cardimport/cardimport/internal/memberfile"
+	"github.com/cardimport/cardimport/results"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -25,8 +27,14 @@ broken quoting, bad UTF-8, a line that is not JSON) is named on standard
 error as "line L: FIELD: problem", and the valid rows are still enqueued. A
 row whose out_request_no is already in the queue, or repeats one earlier in
 the file, counts as a duplicate, so running the same file again after an
-interruption imports nobody twice. The last line on standard output is
+interruption imports nobody twice. The members belong to a run (--run, a
+new one by default), printed as "run=ID" just before the summary; the last
+line on standard output is
   enqueued=N duplicates=M invalid=K
+With --wait the command then follows the run until it settles (a progress
+bar on a terminal, plain lines on standard error when piped) and prints
+  imported=N already_member=M dead=K
+as the last line; it exits 3 when some member is dead.
 With --dry-run nothing is enqueued: the rows are validated and checked
 against the queue, and enqueued=N counts the rows that would be enqueued.
 On a terminal a progress bar is drawn on standard error; piped, none.`
@@ -44,6 +52,8 @@ func runFile(ctx context.Context, c *cli, args []string) int {
 	cardID := fs.String("card-id", "", "`card` of rows without one: every row when the file has no card_id column, else rows whose card_id is empty")
 	concurrency := fs.Int("concurrency", defaultConcurrency, "`number` of enqueues in flight at once")
 	dryRun := fs.Bool("dry-run", false, "validate the file and check it against the queue without enqueueing anything")
+	run := fs.String("run", "", "`ID` of the run the members belong to (default a new one, printed as run=ID)")
+	wait := fs.Bool("wait", false, "after enqueueing, follow the run until it settles and print imported=N already_member=M dead=K")
 	// Every run that got past -h ends with the summary line, even a usage
 	// error that enqueued nothing: tools read it.
 	usageError := func(format string, args ...any) int {
@@ -77,15 +87,38 @@ func runFile(ctx context.Context, c *cli, args []string) int {
 	if err != nil {
 		return usageError("%v", err)
 	}
+	if *run == "" {
+		*run = results.NewRunID(time.Now())
+	} else if err := results.ValidateRunID(*run); err != nil {
+		return usageError("--%v", err)
+	}
+	if *wait && *dryRun {
+		return usageError("--wait: cannot wait for a dry run")
+	}
 
 	im := &fileImport{opts: opts, queue: rf.queue, workers: *concurrency, dryRun: *dryRun, stderr: c.stderr, stop: make(chan struct{})}
+	if !*dryRun {
+		im.run = *run
+	}
 	code := im.importFile(ctx, c, rf, path, format, *cardID)
+	if im.runs != nil {
+		defer im.runs.close()
+	}
 	im.progress.finish()
 	enqueued, duplicates, invalid := im.counts()
 	if *dryRun {
 		fmt.Fprintln(c.stdout, "dry run: nothing was enqueued; enqueued= counts the rows that would be")
 	}
+	if im.runs != nil {
+		fmt.Fprintf(c.stdout, "run=%s\n", im.run)
+	}
 	fmt.Fprintf(c.stdout, "enqueued=%d duplicates=%d invalid=%d\n", enqueued, duplicates, invalid)
+	if !*wait || im.runs == nil || code == exitFailure {
+		return code
+	}
+	if waited := waitRun(ctx, c, im.runs.Store, im.run); waited != exitOK {
+		return waited
+	}
 	return code
 }
 
@@ -108,8 +141,13 @@ var errInterrupted = errors.New("interrupted")
 type fileImport struct {
 	producer *tasks.Producer
 	opts     []tasks.Option
-	queue    string
-	workers  int
+	// run is the run the rows go into ("" for a dry run); runs its store,
+	// once opened, and counted what its counts already hold.
+	run     string
+	runs    *resultsConn
+	counted [3]int64
+	queue   string
+	workers int
 	// dryRun replaces enqueueing with a check of the queue: see dryRun.
 	dryRun bool
 	check  *dryRun
@@ -180,8 +218,30 @@ func (im *fileImport) importFile(ctx context.Context, c *cli, rf redisFlags, pat
 	if im.dryRun {
 		im.check = newDryRun(connOpt, im.queue, im.workers)
 		defer im.check.close()
+	} else {
+		conn, err := openResults(ctx, c, rf)
+		if err == nil {
+			err = conn.StartRun(ctx, im.run)
+		}
+		if err != nil {
+			c.errorf("%v", err)
+			return exitFailure
+		}
+		im.runs = &conn
+		stopCounting := im.countRun(ctx)
+		defer func() {
+			// The run is closed only once every row is counted: it
+			// settles when none of them is left waiting.
+			err := stopCounting()
+			if err == nil {
+				err = conn.CloseRun(context.WithoutCancel(ctx), im.run)
+			}
+			if err != nil {
+				c.errorf("run %s: %v", im.run, err)
+			}
+		}()
 	}
-	if err := im.run(ctx, r); err != nil {
+	if err := im.runImport(ctx, r); err != nil {
 		if !errors.Is(err, errInterrupted) {
 			err = fmt.Errorf("%s: %w", name, err)
 		}
@@ -222,9 +282,48 @@ func sizeOf(r io.Reader) int64 {
 	return fi.Size()
 }
 
-// run enqueues the rows of r and returns the first failure, or
+// countInterval is how often the run's counts take what the import did
+// since: one round trip a second instead of one a row, and a watcher of the
+// run sees it fill.
+const countInterval = time.Second
+
+// countRun adds to the run's counts every countInterval until the returned
+// function is called, which adds the rest.
+func (im *fileImport) countRun(ctx context.Context) func() error {
+	ctx = context.WithoutCancel(ctx)
+	flush := func() error {
+		e, d, i := im.counts()
+		now := [3]int64{e, d, i}
+		err := im.runs.CountEnqueued(ctx, im.run, now[0]-im.counted[0], now[1]-im.counted[1], now[2]-im.counted[2])
+		if err == nil {
+			im.counted = now
+		}
+		return err
+	}
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(countInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = flush() // the final flush retries what failed
+			}
+		}
+	}()
+	return func() error {
+		close(done)
+		<-stopped
+		return flush()
+	}
+}
+
+// runImport enqueues the rows of r and returns the first failure, or
 // errInterrupted when ctx is cancelled first.
-func (im *fileImport) run(ctx context.Context, r *memberfile.Reader) error {
+func (im *fileImport) runImport(ctx context.Context, r *memberfile.Reader) error {
 	shards := make([]chan job, im.workers)
 	var wg sync.WaitGroup
 	for i := range shards {
@@ -311,6 +410,9 @@ func (im *fileImport) work(ctx context.Context, shard int, jobs <-chan job) {
 			}
 		case <-im.stop:
 			return
+		}
+		if j.payload.Run == "" {
+			j.payload.Run = im.run
 		}
 		var duplicate bool
 		var err error

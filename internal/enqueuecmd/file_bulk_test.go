@@ -173,7 +173,7 @@ func TestFileNoProgressWhenPiped(t *testing.T) {
 	code := Run(redistest.Context(t), []string{"file", "--queue", b.queue, path}, func(k string) string { return b.env[k] }, nil, &stdout, w)
 	require.NoError(t, w.Close())
 	require.Equal(t, 2, code)
-	require.Equal(t, "enqueued=3 duplicates=1 invalid=4\n", stdout.String())
+	require.Equal(t, "enqueued=3 duplicates=1 invalid=4\n", b.takeRunLine(stdout.String()))
 	require.Equal(t, brokenCSVStderr, <-stderr)
 }
 

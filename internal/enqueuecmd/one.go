@@ -3,15 +3,18 @@ package enqueuecmd
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/hibiken/asynq"
 
+	"github.com/cardimport/cardimport/results"
 	"github.com/cardimport/cardimport/tasks"
 )
 
-const oneAbout = `Enqueues the import of one member. Prints "enqueued out_request_no=N", or
-"duplicate out_request_no=N" when a task with that number is already in the
-queue (which is not an error).`
+const oneAbout = `Enqueues the import of one member, in a run (--run, default a new one).
+Prints "run=ID", then "enqueued out_request_no=N", or "duplicate
+out_request_no=N" when a task with that number is already in the queue
+(which is not an error).`
 
 func runOne(ctx context.Context, c *cli, args []string) int {
 	fs := newFlagSet(c, "one", "--card-id CARD --openid OPENID [--code CODE] --out-request-no N [flags]", oneAbout)
@@ -24,8 +27,15 @@ func runOne(ctx context.Context, c *cli, args []string) int {
 	rf.register(fs, c.getenv)
 	var tf taskFlags
 	tf.register(fs)
+	run := fs.String("run", "", "`ID` of the run the member belongs to (default a new one, printed)")
 	if code, done := parseFlags(fs, args); done {
 		return code
+	}
+	if *run == "" {
+		*run = results.NewRunID(time.Now())
+	} else if err := results.ValidateRunID(*run); err != nil {
+		c.errorf("--%v", err)
+		return exitUsage
 	}
 	// The arguments are not echoed: a stray one may well be an openid.
 	if fs.NArg() > 0 {
@@ -41,20 +51,23 @@ func runOne(ctx context.Context, c *cli, args []string) int {
 		c.errorf("%v", err)
 		return exitInvalid
 	}
-	connOpt, err := rf.connOpt(c.getenv)
+	conn, err := openResults(ctx, c, rf)
 	if err != nil {
 		c.errorf("%v", err)
 		return exitFailure
 	}
-	client := asynq.NewClient(connOpt)
-	defer client.Close()
-	producer, err := tasks.NewProducer(client, tasks.WithTaskOptions(opts...))
+	defer conn.close()
+	client := asynq.NewClientFromRedisClient(conn.rdb)
+	producer, err := tasks.NewProducer(client, tasks.WithTaskOptions(opts...), tasks.WithRun(conn.Store, *run))
 	if err != nil {
 		c.errorf("%v", err)
 		return exitUsage
 	}
-
+	fmt.Fprintf(c.stdout, "run=%s\n", *run)
 	duplicate, err := producer.Enqueue(ctx, p)
+	if err == nil {
+		err = producer.CloseRun(ctx)
+	}
 	switch {
 	case err != nil:
 		c.errorf("out_request_no=%s: %v", p.OutRequestNo, err)

@@ -102,7 +102,7 @@ func TestOneRedisUnreachable(t *testing.T) {
 	got := b.run(t, nil, "one", "--card-id", "c1", "--openid", "oUser0000000001", "--out-request-no", "n1")
 	require.Equal(t, 1, got.code)
 	require.Empty(t, got.stdout)
-	require.True(t, strings.HasPrefix(got.stderr, "enqueue: out_request_no=n1: enqueue task: "), got.stderr)
+	require.True(t, strings.HasPrefix(got.stderr, "enqueue: redis: "), got.stderr)
 	require.NotContains(t, got.stderr, "oUser0000000001")
 }
 

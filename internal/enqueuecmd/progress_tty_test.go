@@ -61,7 +61,7 @@ func TestFileProgressOnTerminal(t *testing.T) {
 	require.NoError(t, slave.Close())
 	<-read
 	require.Equal(t, 2, code)
-	require.Equal(t, "enqueued=3000 duplicates=0 invalid=1\n", stdout.String())
+	require.Equal(t, "enqueued=3000 duplicates=0 invalid=1\n", b.takeRunLine(stdout.String()))
 	out := screen.String()
 	require.Contains(t, out, "line 3002: openid: is required")
 	require.Contains(t, out, "rows", "the bar counts rows")

@@ -42,6 +42,8 @@ var commands = []command{
 	{name: "status", summary: "show where the import of one out_request_no stands", run: runStatus},
 	{name: "dead", summary: "list (dead list) or replay (dead replay) imports that failed for good", run: runDead},
 	{name: "circuit", summary: "show the circuit breaker and rate slowdown the workers share", run: runCircuit},
+	{name: "runs", summary: "list runs, show one's counts (runs show ID) or wait for one to settle (runs wait ID)", run: runRuns},
+	{name: "results", summary: "export the members' outcomes (results export) or follow them as they come (results follow)", run: runResults},
 }
 
 // cli is what a subcommand may touch of the process.
@@ -116,4 +118,5 @@ exit status:
   1  failure: a usage error, Redis unreachable, a file that cannot be read
      or has no usable header, interrupted
   2  a member (a row of the file) was invalid; the valid ones were enqueued
+  3  with --wait, or runs wait: the run settled with members dead
 `

@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/results"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -21,6 +24,8 @@ type testBundle struct {
 	queue string
 	env   map[string]string
 	insp  *asynq.Inspector
+	// lastRun is the run ID the last command printed, "" for none.
+	lastRun atomic.Value
 }
 
 func setup(t *testing.T) *testBundle {
@@ -64,14 +69,39 @@ func (b *testBundle) runRaw(ctx context.Context, stdin io.Reader, args ...string
 	}
 	var stdout, stderr bytes.Buffer
 	code := Run(ctx, args, func(k string) string { return b.env[k] }, stdin, &stdout, &stderr)
-	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+	return result{code: code, stdout: b.takeRunLine(stdout.String()), stderr: stderr.String()}
+}
+
+// runLine is the "run=ID" line enqueue one and file print just before
+// their summary.
+var runLine = regexp.MustCompile(`(?m)^run=([A-Za-z0-9][A-Za-z0-9_.:-]{0,63})\n((?:enqueued|duplicate)[ =])`)
+
+// takeRunLine moves the run line out of stdout into b.lastRun, so the
+// tests that compare a command's whole output need not know the run's
+// random ID; TestRunLine checks the line itself.
+func (b *testBundle) takeRunLine(stdout string) string {
+	m := runLine.FindStringSubmatchIndex(stdout)
+	if m == nil {
+		b.lastRun.Store("")
+		return stdout
+	}
+	b.lastRun.Store(stdout[m[2]:m[3]])
+	return stdout[:m[0]] + stdout[m[4]:]
 }
 
 // queued returns the members waiting in the bundle's queue by task ID,
-// checking that each task ID is its payload's out_request_no.
+// checking that each task ID is its payload's out_request_no and that each
+// names a run; the run is then cleared, so tests compare the members alone
+// (TestRunLine checks the run).
 func (b *testBundle) queued(t *testing.T) map[string]tasks.Payload {
 	t.Helper()
-	return redistest.PendingImports(t, b.insp, b.queue)
+	got := redistest.PendingImports(t, b.insp, b.queue)
+	for id, p := range got {
+		require.NoError(t, results.ValidateRunID(p.Run), "member %s names no run", id)
+		p.Run = ""
+		got[id] = p
+	}
+	return got
 }
 
 func TestRunDispatch(t *testing.T) {

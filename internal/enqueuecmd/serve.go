@@ -6,8 +6,10 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/cardimport/cardimport/internal/deadletter"
 	"github.com/cardimport/cardimport/internal/intake"
 	"github.com/cardimport/cardimport/internal/logging"
+	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -18,8 +20,13 @@ either, a body starting with '[' is an array) and answers
 with the validation and duplicate rules of enqueue file. Requests carry
 "Authorization: Bearer $INTAKE_TOKEN" (401 without it); a body that is not
 JSON of that shape gets 400, one over --max-body-bytes or --max-members 413,
-and 503 when Redis cannot be reached (sending it again is safe). GET /healthz
-answers 200 while Redis answers.
+and 503 when Redis cannot be reached (sending it again is safe). The members
+go into a run: ?run=NAME, or a new one; the answer names it ("run":…).
+Behind the same token, GET /v1/runs/{run} answers the run's counts,
+GET /v1/results?run=&after=CURSOR&limit=N pages through the outcomes
+({"results":[…],"next":CURSOR}), and GET /v1/imports/{out_request_no} tells
+where one member's import stands (its openid masked). GET /healthz answers
+200 while Redis answers.
 
 Without INTAKE_TOKEN it only listens on a loopback address. Access logs are
 JSON lines on standard output, without bodies, openids or tokens. SIGINT or
@@ -75,8 +82,18 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		c.errorf("%v", err)
 		return exitFailure
 	}
-	client := asynq.NewClient(connOpt)
-	defer client.Close()
+	rdb, err := redisconn.Client(connOpt)
+	if err != nil {
+		c.errorf("%v", err)
+		return exitFailure
+	}
+	defer rdb.Close()
+	store, err := deadletter.NewFromRedisClient(rdb, rf.queue)
+	if err != nil {
+		c.errorf("%v", err)
+		return exitFailure
+	}
+	client := asynq.NewClientFromRedisClient(rdb)
 	producer, err := tasks.NewProducer(client, tasks.WithTaskOptions(opts...), tasks.WithConcurrency(*concurrency))
 	if err != nil {
 		c.errorf("%v", err)
@@ -90,6 +107,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		MaxInFlight:     *maxInFlight,
 		ShutdownTimeout: *shutdown,
 		Producer:        producer,
+		Store:           store,
 		Logger:          log,
 	})
 	if err != nil {

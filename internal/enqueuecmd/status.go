@@ -3,17 +3,13 @@ package enqueuecmd
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/cardimport/cardimport/internal/deadletter"
 	"github.com/cardimport/cardimport/internal/guard"
 	"github.com/cardimport/cardimport/internal/redisconn"
-	"github.com/cardimport/cardimport/tasks"
 )
 
 const statusAbout = `Shows where the import of one out_request_no stands: its state (pending,
@@ -24,29 +20,10 @@ letter if it has one. A finished import is kept for the retention window
 (72h by default); after that, and for a number never enqueued, status says
 it is not found and exits 1.`
 
-// statusReport is what `enqueue status` shows, and its --json form.
+// statusReport is what `enqueue status` shows, and its --json form: the
+// member's status and the circuit.
 type statusReport struct {
-	OutRequestNo string `json:"out_request_no"`
-	// State is asynq's task state, or "dead" when asynq no longer holds
-	// the task (trimmed from its archive, or deleted) but the dead-letter
-	// store does.
-	State string `json:"state"`
-	// Attempts counts the attempts that spent the retry budget, the one
-	// running or the last one included. Retried is how many retries of
-	// the budget the task has spent. Rate limits, systemic faults and
-	// worker crashes spend none and are not counted. All three are
-	// absent when asynq no longer holds the task.
-	Attempts      *int      `json:"attempts,omitempty"`
-	Retried       *int      `json:"retried,omitempty"`
-	RetryBudget   *int      `json:"retry_budget,omitempty"`
-	LastError     string    `json:"last_error,omitempty"`
-	LastFailedAt  time.Time `json:"last_failed_at,omitzero"`
-	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
-	Outcome       string    `json:"outcome,omitempty"`
-	Code          string    `json:"code,omitempty"`
-	CompletedAt   time.Time `json:"completed_at,omitzero"`
-	// DeadLetter is the import's dead letter, when it has one.
-	DeadLetter *deadletter.Record `json:"dead_letter,omitempty"`
+	deadletter.Status
 	// Circuit is the state of the breaker the workers of the queue share:
 	// while it is open, an import that is not finished waits for it.
 	Circuit *guard.State `json:"circuit,omitempty"`
@@ -82,13 +59,13 @@ func runStatus(ctx context.Context, c *cli, args []string) int {
 		c.errorf("status: %v", err)
 		return exitFailure
 	}
-	insp := asynq.NewInspectorFromRedisClient(rdb)
 	if err := store.Ping(ctx); err != nil {
 		c.errorf("status: redis: %v", err)
 		return exitFailure
 	}
 
-	rep, err := status(ctx, insp, store, rf.queue, no)
+	st, err := store.Status(ctx, no)
+	rep := statusReport{Status: st}
 	if err != nil {
 		c.errorf("status: out_request_no=%s: %v", no, err)
 		return exitFailure
@@ -108,55 +85,6 @@ func runStatus(ctx context.Context, c *cli, args []string) int {
 	}
 	rep.print(c)
 	return exitOK
-}
-
-// errStatusNotFound says neither asynq nor the dead-letter store know the
-// number.
-var errStatusNotFound = errors.New("not found in the queue (never enqueued, or finished longer ago than its retention, 72h by default)")
-
-func status(ctx context.Context, insp *asynq.Inspector, store *deadletter.Store, queue, no string) (statusReport, error) {
-	rep := statusReport{OutRequestNo: no}
-	rec, err := store.Get(ctx, no)
-	switch {
-	case err == nil:
-		rep.DeadLetter = &rec
-	case !errors.Is(err, deadletter.ErrNotFound):
-		return rep, err
-	}
-	info, err := insp.GetTaskInfo(queue, no)
-	switch {
-	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
-		if rep.DeadLetter == nil {
-			return rep, errStatusNotFound
-		}
-		rep.State = "dead"
-		return rep, nil
-	case err != nil:
-		return rep, fmt.Errorf("task info: %w", err)
-	}
-	rep.State = info.State.String()
-	budget := tasks.RetryBudget(info.MaxRetry)
-	attempts := info.Retried
-	switch info.State {
-	case asynq.TaskStateActive, asynq.TaskStateCompleted, asynq.TaskStateArchived:
-		// asynq counts a failure as a retry when it schedules one; the
-		// attempt running now, or the one that ended the task, is not
-		// in Retried.
-		attempts++
-	}
-	rep.Attempts, rep.Retried, rep.RetryBudget = &attempts, &info.Retried, &budget
-	rep.LastError = deadletter.MaskPayloadOpenID(info.Payload, info.LastErr)
-	rep.LastFailedAt = info.LastFailedAt
-	if info.State != asynq.TaskStateCompleted && info.State != asynq.TaskStateArchived {
-		rep.NextAttemptAt = info.NextProcessAt
-	}
-	rep.CompletedAt = info.CompletedAt
-	if len(info.Result) > 0 {
-		if res, err := tasks.DecodeResult(info.Result); err == nil {
-			rep.Outcome, rep.Code = string(res.Outcome), res.Code
-		}
-	}
-	return rep, nil
 }
 
 func (rep statusReport) print(c *cli) {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/cardimport/cardimport/internal/deadletter"
 	"github.com/cardimport/cardimport/internal/httpserve"
 	"github.com/cardimport/cardimport/tasks"
 )
@@ -70,6 +71,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Producer enqueues the members. Required.
 	Producer *tasks.Producer
+	// Store is the queue's dead-letter store: through it the intake reads
+	// a member's status, and its results store the runs and outcomes
+	// (Store.Results). Required.
+	Store *deadletter.Store
 	// Logger receives the access log and the server's events. Defaults to
 	// the zero Logger, which discards everything.
 	Logger zerolog.Logger
@@ -102,6 +107,8 @@ func (c Config) validate(ctx context.Context) error {
 	switch {
 	case c.Producer == nil:
 		return errors.New("producer: required")
+	case c.Store == nil:
+		return errors.New("store: required")
 	case c.MaxBodyBytes < 0:
 		return fmt.Errorf("max body bytes: must be positive, got %d", c.MaxBodyBytes)
 	case c.MaxMembers < 0:

@@ -8,13 +8,19 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strings"
+	"time"
 
 	"github.com/cardimport/cardimport/internal/memberfile"
+	"github.com/cardimport/cardimport/results"
 	"github.com/cardimport/cardimport/tasks"
 )
 
 // Response is the answer to POST /v1/imports.
 type Response struct {
+	// Run is the run the members went into: the request's ?run=, or a
+	// new one. GET /v1/runs/{run} follows it.
+	Run string `json:"run"`
 	// Enqueued counts the members put into the queue.
 	Enqueued int `json:"enqueued"`
 	// Duplicates counts the members whose out_request_no was already queued
@@ -73,6 +79,19 @@ func (s *Server) imports(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, errorResponse{Error: fmt.Sprintf("%d batches are being handled already; send this one again in a second", s.cfg.MaxInFlight)})
 		return
 	}
+	run := r.URL.Query().Get("run")
+	if run == "" {
+		run = results.NewRunID(time.Now())
+	} else if err := results.ValidateRunID(run); err != nil {
+		writeJSON(w, http.StatusBadRequest, errorResponse{Error: strings.TrimPrefix(err.Error(), results.ErrInvalidRunID.Error()+": ")})
+		return
+	}
+	producer, err := s.cfg.Producer.InRun(s.cfg.Store.Results(), run)
+	if err != nil {
+		s.cfg.Logger.Error().Err(err).Msg("run")
+		writeJSON(w, http.StatusInternalServerError, errorResponse{Error: "the intake's queue has no results store"})
+		return
+	}
 	members, err := s.decode(w, r)
 	if err != nil {
 		var re *requestError
@@ -83,7 +102,7 @@ func (s *Server) imports(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	resp := Response{Invalid: []Invalid{}}
+	resp := Response{Run: run, Invalid: []Invalid{}}
 	valid := make([]tasks.Payload, 0, len(members))
 	at := make([]int, 0, len(members))
 	for _, m := range members {
@@ -94,8 +113,17 @@ func (s *Server) imports(w http.ResponseWriter, r *http.Request) {
 		valid = append(valid, m.payload)
 		at = append(at, m.index)
 	}
-	results, enqErr := s.cfg.Producer.EnqueueMany(r.Context(), valid)
-	for j, res := range results {
+	done, enqErr := producer.EnqueueMany(r.Context(), valid)
+	if enqErr == nil {
+		// Members refused while decoding never reached the Producer; the
+		// run counts them too. The batch is the run's whole, unless a
+		// later request names the same run again (which reopens it).
+		enqErr = s.cfg.Store.Results().CountEnqueued(r.Context(), run, 0, 0, int64(len(resp.Invalid)))
+	}
+	if enqErr == nil {
+		enqErr = producer.CloseRun(r.Context())
+	}
+	for j, res := range done {
 		switch {
 		case res.Err == nil && res.Duplicate:
 			resp.Duplicates++

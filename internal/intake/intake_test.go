@@ -19,9 +19,11 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cardimport/cardimport/internal/deadletter"
 	"github.com/cardimport/cardimport/internal/intake"
 	"github.com/cardimport/cardimport/internal/logtest"
 	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/results"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -33,9 +35,19 @@ type testBundle struct {
 	url    string
 	queue  string
 	insp   *asynq.Inspector
+	opt    asynq.RedisConnOpt
 	logs   *logtest.Buffer
 	stop   context.CancelFunc
 	served chan error
+}
+
+// newStore is the dead-letter store (and through it the results) of queue.
+func newStore(t *testing.T, opt asynq.RedisConnOpt, queue string) *deadletter.Store {
+	t.Helper()
+	store, err := deadletter.New(opt, queue)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	return store
 }
 
 func setup(t *testing.T, cfg intake.Config) *testBundle {
@@ -51,6 +63,7 @@ func setup(t *testing.T, cfg intake.Config) *testBundle {
 
 	logs := &logtest.Buffer{}
 	cfg.Producer = producer
+	cfg.Store = newStore(t, r.Opt, q)
 	cfg.Logger = zerolog.New(logs)
 	cfg.Addr = "127.0.0.1:0"
 	srv, err := intake.New(context.Background(), cfg)
@@ -58,7 +71,7 @@ func setup(t *testing.T, cfg intake.Config) *testBundle {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ctx, stop := context.WithCancel(context.Background())
-	b := &testBundle{url: "http://" + ln.Addr().String(), queue: q, insp: insp, logs: logs, stop: stop, served: make(chan error, 1)}
+	b := &testBundle{url: "http://" + ln.Addr().String(), queue: q, insp: insp, opt: r.Opt, logs: logs, stop: stop, served: make(chan error, 1)}
 	go func() { b.served <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		stop()
@@ -79,6 +92,12 @@ func (b *testBundle) post(t *testing.T, body string, headers map[string]string) 
 	require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
 	var got map[string]any
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
+	// Every batch goes into a run, named in the answer; the tests that
+	// compare whole answers leave it to TestImportsGoIntoARun.
+	if run, ok := got["run"].(string); ok {
+		require.NoError(t, results.ValidateRunID(run))
+		delete(got, "run")
+	}
 	return resp.StatusCode, got
 }
 
@@ -97,9 +116,17 @@ func send(t *testing.T, url string, body io.Reader, headers map[string]string) *
 	return resp
 }
 
+// pending returns the members waiting in the queue, their run cleared
+// after checking each names one.
 func (b *testBundle) pending(t *testing.T) map[string]tasks.Payload {
 	t.Helper()
-	return redistest.PendingImports(t, b.insp, b.queue)
+	got := redistest.PendingImports(t, b.insp, b.queue)
+	for id, p := range got {
+		require.NoError(t, results.ValidateRunID(p.Run), "member %s names no run", id)
+		p.Run = ""
+		got[id] = p
+	}
+	return got
 }
 
 func auth(extra ...string) map[string]string {
@@ -327,7 +354,7 @@ func TestNewRefusesNoTokenOffLoopback(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := intake.New(context.Background(), intake.Config{Addr: tt.addr, Token: tt.token, Producer: producer})
+			_, err := intake.New(context.Background(), intake.Config{Addr: tt.addr, Token: tt.token, Producer: producer, Store: newStore(t, asynq.RedisClientOpt{Addr: "127.0.0.1:1"}, tasks.DefaultQueue)})
 			if tt.wantErr == nil {
 				require.NoError(t, err)
 				return
@@ -343,7 +370,7 @@ func TestServeRefusesNoTokenOnNonLoopbackListener(t *testing.T) {
 	t.Cleanup(func() { _ = client.Close() })
 	producer, err := tasks.NewProducer(client)
 	require.NoError(t, err)
-	srv, err := intake.New(context.Background(), intake.Config{Addr: "127.0.0.1:0", Producer: producer})
+	srv, err := intake.New(context.Background(), intake.Config{Addr: "127.0.0.1:0", Producer: producer, Store: newStore(t, asynq.RedisClientOpt{Addr: "127.0.0.1:1"}, tasks.DefaultQueue)})
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "0.0.0.0:0")
 	require.NoError(t, err)
@@ -399,6 +426,8 @@ func TestGracefulShutdown(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	var got intake.Response
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
+	require.NotEmpty(t, got.Run)
+	got.Run = ""
 	require.Equal(t, intake.Response{Enqueued: 2, Invalid: []intake.Invalid{}}, got)
 
 	select {
@@ -421,7 +450,7 @@ func TestRedisGone(t *testing.T) {
 	producer, err := tasks.NewProducer(client)
 	require.NoError(t, err)
 	logs := &logtest.Buffer{}
-	srv, err := intake.New(context.Background(), intake.Config{Token: token, Producer: producer, Logger: zerolog.New(logs)})
+	srv, err := intake.New(context.Background(), intake.Config{Token: token, Producer: producer, Store: newStore(t, asynq.RedisClientOpt{Addr: mr.Addr(), DialTimeout: time.Second}, tasks.DefaultQueue), Logger: zerolog.New(logs)})
 	require.NoError(t, err)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
@@ -431,6 +460,8 @@ func TestRedisGone(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 	var got intake.Response
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
+	require.NotEmpty(t, got.Run)
+	got.Run = ""
 	require.Equal(t, intake.Response{
 		Invalid: []intake.Invalid{{Index: 1, Error: "card_id: is required"}},
 		Error:   "the queue cannot be reached; send the request again: members already enqueued come back as duplicates",
@@ -457,7 +488,10 @@ func FuzzImports(f *testing.F) {
 	f.Cleanup(func() { _ = client.Close() })
 	producer, err := tasks.NewProducer(client)
 	require.NoError(f, err)
-	srv, err := intake.New(context.Background(), intake.Config{Token: token, Producer: producer, MaxBodyBytes: 1 << 16, MaxMembers: 100})
+	store, err := deadletter.New(asynq.RedisClientOpt{Addr: mr.Addr()}, tasks.DefaultQueue)
+	require.NoError(f, err)
+	f.Cleanup(func() { _ = store.Close() })
+	srv, err := intake.New(context.Background(), intake.Config{Token: token, Producer: producer, Store: store, MaxBodyBytes: 1 << 16, MaxMembers: 100})
 	require.NoError(f, err)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req := httptest.NewRequest(http.MethodPost, "/v1/imports", bytes.NewReader(body))

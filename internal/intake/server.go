@@ -33,6 +33,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, tokenHash: sha256.Sum256([]byte(cfg.Token)), slots: make(chan struct{}, cfg.MaxInFlight)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/imports", s.imports)
+	mux.HandleFunc("GET /v1/imports/{out_request_no}", s.member)
+	mux.HandleFunc("GET /v1/runs/{id}", s.run)
+	mux.HandleFunc("GET /v1/results", s.results)
 	mux.HandleFunc("GET /healthz", s.health)
 	s.handler = s.accessLog(mux)
 	return s, nil
