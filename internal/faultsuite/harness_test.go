@@ -39,7 +39,7 @@ import (
 // time waiting (for leases to run out, for an outage to end), so TestMain
 // lets all of them run at once unless -parallel says otherwise; go test's
 // default, one per CPU, would run them two by two here.
-const scenarios = 5
+const scenarios = 8
 
 func TestMain(m *testing.M) {
 	flag.Parse()
