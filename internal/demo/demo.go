@@ -1,9 +1,10 @@
 // Package demo is `worker --demo`: the whole product on a machine that has
 // only Go. It starts an embedded Redis (miniredis) and the WeChat Pay
 // sandbox in the process, with a mix of faults, enqueues a built-in sample
-// of members through the enqueue command, and runs the real worker against
-// them, printing a live summary. Nothing is written to disk and nothing
-// reaches WeChat; SIGTERM or Ctrl-C ends it with exit 0.
+// of members into a run through the enqueue command, and runs the real
+// worker against them, printing a live summary and, once the run settled,
+// its counts and the command that exports its results. Nothing is written
+// to disk and nothing reaches WeChat; SIGTERM or Ctrl-C ends it with exit 0.
 package demo
 
 import (
@@ -29,6 +30,7 @@ import (
 	"github.com/cardimport/cardimport/internal/wechatpay"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/internal/worker"
+	"github.com/cardimport/cardimport/results"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -149,6 +151,15 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fmt.Fprintf(stdout, "enqueue: %d members of the built-in sample (%d new, %d already members, %d to be refused for good, %d invalid rows)\n",
 		s.valid+sampleInvalid, sampleNew, sampleMemberPrefix+sampleSeeded,
 		sampleNoTrade+sampleUnknownCard+sampleNoAuthCard+sampleCodeTaken, sampleInvalid)
+	// A run of the demo's own name, so that it stands out in
+	// `enqueue runs`; enqueue prints it as run=ID.
+	run, err := newDemoRun(wcfg, "demo-"+results.NewRunID(start), redisURL)
+	if err != nil {
+		stopWorker()
+		<-served
+		return err
+	}
+	defer run.close()
 	var enqOut, enqErr bytes.Buffer
 	enqEnv := func(name string) string {
 		if name == "REDIS_URL" {
@@ -156,7 +167,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return ""
 	}
-	enqueuecmd.Run(ctx, []string{"file", "--format", "csv", "-"}, enqEnv, bytes.NewReader(s.csv), &enqOut, &enqErr)
+	enqueuecmd.Run(ctx, []string{"file", "--run", run.id, "--format", "csv", "-"}, enqEnv, bytes.NewReader(s.csv), &enqOut, &enqErr)
 	for _, line := range strings.Split(strings.TrimSpace(enqErr.String()+enqOut.String()), "\n") {
 		fmt.Fprintln(stdout, "  "+line)
 	}
@@ -165,7 +176,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer insp.Close()
 	live := newLiveLine(stdout)
 	live.println("working; Ctrl-C stops the demo")
-	err = watch(ctx, insp, wcfg.Queue, s.valid, start, live, served)
+	err = watch(ctx, insp, wcfg.Queue, s.valid, start, live, served, run)
 
 	stopWorker()
 	if err == nil {
@@ -180,13 +191,14 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return err
 }
 
-// watch redraws the summary every second until ctx ends, and says once
-// when every member has reached an end. A worker that stops on its own
+// watch redraws the summary every second until ctx ends, says once when
+// every member has reached an end, and then, once the run settled, its
+// counts and where to export its results. A worker that stops on its own
 // ends the demo with its error; watch then has taken it from served.
-func watch(ctx context.Context, insp *asynq.Inspector, queue string, total int, start time.Time, live *liveLine, served <-chan error) error {
+func watch(ctx context.Context, insp *asynq.Inspector, queue string, total int, start time.Time, live *liveLine, served <-chan error, run *demoRun) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	finished := false
+	finished, told := false, false
 	for {
 		select {
 		case <-ctx.Done():
@@ -208,7 +220,53 @@ func watch(ctx context.Context, insp *asynq.Inspector, queue string, total int, 
 			finished = true
 			live.println("demo: all %d members reached an end in %s: %s", total, time.Since(start).Round(100*time.Millisecond), c)
 		}
+		if finished && !told {
+			told = run.tellIfSettled(ctx, live)
+		}
 	}
+}
+
+// demoRun is the run the sample goes into, read as a registration system
+// reads it: its counts in Redis, kept apart from asynq's tasks.
+type demoRun struct {
+	id       string
+	redisURL string
+	store    *results.Store
+	close    func()
+}
+
+func newDemoRun(wcfg config.Worker, id, redisURL string) (*demoRun, error) {
+	rdb, err := redisconn.Client(wcfg.Redis)
+	if err != nil {
+		return nil, fmt.Errorf("results: %w", err)
+	}
+	store, err := results.New(rdb, wcfg.Queue)
+	if err != nil {
+		_ = rdb.Close()
+		return nil, err
+	}
+	return &demoRun{id: id, redisURL: redisURL, store: store, close: func() { _ = rdb.Close() }}, nil
+}
+
+// tellIfSettled prints the run's counts and the command that exports its
+// results once the run has settled (enqueue closed it and none of its
+// members is left waiting), and reports whether it is done telling: a run
+// it cannot read is said once, not every second. The command works while
+// the demo runs: its Redis goes when the demo stops.
+func (r *demoRun) tellIfSettled(ctx context.Context, live *liveLine) bool {
+	run, err := r.store.Run(ctx, r.id)
+	if err != nil {
+		live.println("demo: read run %s: %v", r.id, err)
+		return true
+	}
+	if !run.Settled() {
+		return false
+	}
+	live.println("demo: run %s settled: enqueued=%d duplicates=%d invalid=%d imported=%d already_member=%d dead=%d",
+		run.ID, run.Enqueued, run.Duplicates, run.Invalid, run.Imported, run.AlreadyMember, run.Dead)
+	live.println("demo: its results, one line a member, while the demo runs: REDIS_URL=%s go run ./cmd/enqueue results export --run %s",
+		r.redisURL, r.id)
+	return true
 }
 
 func parseFlags(args []string, stderr io.Writer) (demoConfig, error) {

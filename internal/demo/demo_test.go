@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -15,10 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/buildtest"
 	"github.com/cardimport/cardimport/internal/demo"
+	"github.com/cardimport/cardimport/results"
 )
 
 func TestMain(m *testing.M) { os.Exit(buildtest.Main(m)) }
@@ -103,7 +106,7 @@ func TestDemoSmoke(t *testing.T) {
 		}
 	}
 	require.Contains(t, out.String(), "in memory only")
-	require.Contains(t, out.String(), "enqueued=298 duplicates=0 invalid=2")
+	require.Regexp(t, `(?m)^  run=demo-\S+\n  enqueued=298 duplicates=0 invalid=2$`, out.String(), "the run, then enqueue's summary")
 
 	// The dashboard shows what the summary said: asynqmon's own API.
 	require.True(t, strings.HasPrefix(dashboardURL, "http://127.0.0.1:"), "dashboard address: %q", dashboardURL)
@@ -140,9 +143,14 @@ func TestDemoSmoke(t *testing.T) {
 	require.Contains(t, out.String(), "demo: stopped after")
 }
 
+// exportLine is the demo's last word on its run: where its results are.
+var exportLine = regexp.MustCompile(`^demo: its results, one line a member, while the demo runs: REDIS_URL=(redis://\S+) go run \./cmd/enqueue results export --run (\S+)$`)
+
 // TestDemoOutcomesMatchTheSample runs the demo in the test's process until
-// every member reached an end: the sample's make-up, through faults,
-// rate limits and lost answers, ends exactly as the banner announced.
+// its run settled: the sample's make-up, through faults, rate limits and
+// lost answers, ends exactly as the banner announced, in asynq's tasks and
+// in the run's counts alike, and the demo says where to export the results,
+// which hold one line per member.
 func TestDemoOutcomesMatchTheSample(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
@@ -155,32 +163,76 @@ func TestDemoOutcomesMatchTheSample(t *testing.T) {
 		done <- demo.Run(ctx, []string{"--demo", "--dashboard", "127.0.0.1:0"}, func(string) string { return "" }, pw, io.Discard)
 		pw.Close()
 	}()
-	var out strings.Builder
-	final := make(chan string, 1)
+	lines := make(chan string, 64)
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
-			out.WriteString(sc.Text() + "\n")
-			if strings.HasPrefix(sc.Text(), "demo: all ") {
-				final <- sc.Text()
-			}
+			lines <- sc.Text()
 		}
-		close(final)
+		close(lines)
 	}()
-	var line string
-	select {
-	case line = <-final:
-	case <-time.After(120 * time.Second):
-		t.Fatal("not every member reached an end within 120s")
+	var out strings.Builder
+	var all, runLine string
+	var export []string
+	deadline := time.After(120 * time.Second)
+	for export == nil {
+		select {
+		case line, ok := <-lines:
+			require.True(t, ok, "demo ended early:\n%s", out.String())
+			out.WriteString(line + "\n")
+			switch {
+			case strings.HasPrefix(line, "demo: all "):
+				all = line
+			case strings.HasPrefix(strings.TrimSpace(line), "run="):
+				runLine = strings.TrimSpace(line)
+			}
+			export = exportLine.FindStringSubmatch(line)
+		case <-deadline:
+			t.Fatalf("the run did not settle within 120s:\n%s", out.String())
+		}
 	}
-	cancel()
-	require.NoError(t, <-done)
-	for range final { // drain until the pipe closes
-	}
-	require.Contains(t, line, "demo: all 298 members reached an end")
-	got, ok := parseSummary("demo: " + line[strings.Index(line, "imported="):])
-	require.True(t, ok, line)
+
+	// Enqueue printed the run, the one the export command names.
+	redisURL, runID := export[1], export[2]
+	require.Equal(t, "run="+runID, runLine, "enqueue's run line:\n%s", out.String())
+	require.Regexp(t, `^demo-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{4}$`, runID)
+	require.Contains(t, out.String(), "  run="+runID+"\n  enqueued=298 duplicates=0 invalid=2\n", "run=ID just before enqueue's summary")
+
+	require.Contains(t, all, "demo: all 298 members reached an end")
+	got, ok := parseSummary("demo: " + all[strings.Index(all, "imported="):])
+	require.True(t, ok, all)
 	require.Equal(t, map[string]int{"imported": 250, "already_member": 20, "retrying": 0, "archived": 28, "waiting": 0, "running": 0}, got)
+
+	// The run's counts, read from the demo's Redis while it still runs,
+	// are the summary's, and the export holds each member once.
+	opt, err := redis.ParseURL(redisURL)
+	require.NoError(t, err)
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	rs, err := results.New(rdb, "membercard")
+	require.NoError(t, err)
+	run, err := rs.Run(ctx, runID)
+	require.NoError(t, err)
+	require.True(t, run.Settled())
+	require.Equal(t, results.Run{ID: runID, Enqueued: 298, Invalid: 2,
+		Imported: int64(got["imported"]), AlreadyMember: int64(got["already_member"]), Dead: int64(got["archived"]),
+		StartedAt: run.StartedAt, Closed: true, SettledAt: run.SettledAt}, run)
+	require.Contains(t, out.String(), fmt.Sprintf("demo: run %s settled: enqueued=298 duplicates=0 invalid=2 imported=250 already_member=20 dead=28\n", runID))
+	outcomes := map[string]int{}
+	members := map[string]bool{}
+	require.NoError(t, rs.Export(ctx, results.Filter{Run: runID}, func(e results.Event) error {
+		require.False(t, members[e.OutRequestNo], "%s exported twice", e.OutRequestNo)
+		members[e.OutRequestNo] = true
+		outcomes[e.Outcome]++
+		return nil
+	}))
+	require.Equal(t, map[string]int{results.OutcomeImported: 250, results.OutcomeAlreadyMember: 20, results.OutcomeDead: 28}, outcomes)
+
+	cancel()
+	for line := range lines { // until the pipe closes: the demo has returned
+		out.WriteString(line + "\n")
+	}
+	require.NoError(t, <-done)
 	require.Contains(t, out.String(), "sandbox: requests=")
 	require.Regexp(t, `imports=250 replays=\d+`, out.String(), "no member imported twice")
 }
