@@ -11,12 +11,12 @@
 package tasks
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/cardimport/cardimport/internal/jsonobject"
 	"github.com/cardimport/cardimport/results"
 )
 
@@ -67,27 +67,34 @@ var ErrInvalidPayload = errors.New("invalid payload")
 // Is lets errors.Is(err, ErrInvalidPayload) match a FieldError.
 func (e *FieldError) Is(target error) bool { return target == ErrInvalidPayload }
 
-// Validate checks the payload against WeChat's limits and returns the first
-// problem as a *FieldError. Lengths count characters, as WeChat's string(n)
+// Validate checks the payload against the rules WeChat applies to its
+// fields and returns the first problem as a *FieldError. Every way in
+// (member files, `enqueue one`, Producer and NewImportTask, the HTTP
+// intake, dead-letter replays, and the worker on each payload it dequeues)
+// checks a member here, so none lets through what another refuses.
+//
+// card_id and openid are issued by WeChat: ASCII letters, digits, '_' and
+// '-' only. Anything else (a space, a zero-width character, a '.') is a
+// member WeChat does not know, and a card_id of "." or ".." would even
+// change the API path it is sent to. code is at most 32 ASCII letters,
+// digits and punctuation; out_request_no letters, digits and | _ * -, as
+// WeChat documents them. Lengths count characters, as WeChat's string(n)
 // limits do.
 func (p Payload) Validate() error {
-	if err := checkText("card_id", p.CardID, 1, MaxCardIDLen); err != nil {
-		return err
-	}
-	if err := checkText("openid", p.OpenID, 1, MaxOpenIDLen); err != nil {
-		return err
-	}
-	if err := checkText("code", p.Code, 0, MaxCodeLen); err != nil {
-		return err
-	}
-	if err := checkText("out_request_no", p.OutRequestNo, 1, MaxOutRequestNoLen); err != nil {
-		return err
-	}
-	pos := 0
-	for _, r := range p.OutRequestNo {
-		pos++
-		if !isOutRequestNoRune(r) {
-			return &FieldError{Field: "out_request_no", Problem: fmt.Sprintf("character %q at position %d is not allowed (letters, digits and | _ * - only)", r, pos)}
+	for _, f := range [...]struct {
+		name, value string
+		required    bool
+		maxLen      int
+		allowed     func(rune) bool
+		alphabet    string
+	}{
+		{"card_id", p.CardID, true, MaxCardIDLen, isIDRune, idAlphabet},
+		{"openid", p.OpenID, true, MaxOpenIDLen, isIDRune, idAlphabet},
+		{"code", p.Code, false, MaxCodeLen, isCodeRune, "letters, digits and ASCII punctuation only"},
+		{"out_request_no", p.OutRequestNo, true, MaxOutRequestNoLen, isOutRequestNoRune, "letters, digits and | _ * - only"},
+	} {
+		if err := checkField(f.name, f.value, f.required, f.maxLen, f.allowed, f.alphabet); err != nil {
+			return err
 		}
 	}
 	if p.Run != "" && results.ValidateRunID(p.Run) != nil {
@@ -96,46 +103,110 @@ func (p Payload) Validate() error {
 	return nil
 }
 
-func checkText(field, v string, minLen, maxLen int) error {
+const idAlphabet = "letters, digits, _ and - only"
+
+// checkField checks one field's value. White space at either end gets a
+// message of its own: it is the usual slip of a hand-edited file.
+func checkField(field, v string, required bool, maxLen int, allowed func(rune) bool, alphabet string) error {
 	if !utf8.ValidString(v) {
 		return &FieldError{Field: field, Problem: "is not valid UTF-8"}
 	}
 	n := utf8.RuneCountInString(v)
 	switch {
-	case n == 0 && minLen > 0:
+	case n == 0 && required:
 		return &FieldError{Field: field, Problem: "is required"}
 	case n > maxLen:
 		return &FieldError{Field: field, Problem: fmt.Sprintf("is %d characters long, at most %d allowed", n, maxLen)}
 	case strings.TrimSpace(v) != v:
 		return &FieldError{Field: field, Problem: "has leading or trailing white space"}
-	case strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		return &FieldError{Field: field, Problem: "contains a control character"}
+	}
+	pos := 0
+	for _, r := range v {
+		pos++
+		if !allowed(r) {
+			// %q shows a control or invisible character as an escape.
+			return &FieldError{Field: field, Problem: fmt.Sprintf("character %q at position %d is not allowed (%s)", r, pos, alphabet)}
+		}
 	}
 	return nil
 }
 
-func isOutRequestNoRune(r rune) bool {
-	switch {
-	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-		return true
-	case r == '|', r == '_', r == '*', r == '-':
-		return true
-	}
-	return false
+func isAlnum(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
 }
+
+// isIDRune says whether r may appear in a WeChat-issued id: card ids look
+// like pbLatjvWOibDc5-TBnbUk1pD12o0, openids like oUpF8uMuAJO_M2pxb1Q9zNjWeS6o.
+func isIDRune(r rune) bool { return isAlnum(r) || r == '_' || r == '-' }
+
+// isCodeRune says whether r may appear in a card code: ASCII letters,
+// digits and punctuation, no space.
+func isCodeRune(r rune) bool { return r > ' ' && r < 0x7f }
+
+func isOutRequestNoRune(r rune) bool {
+	return isAlnum(r) || r == '|' || r == '_' || r == '*' || r == '-'
+}
+
+// payloadFields are the JSON names of Payload's fields, in its order.
+var payloadFields = [...]string{"card_id", "openid", "code", "out_request_no", "run"}
 
 // DecodePayload parses a task payload and validates it. A payload that
 // cannot be decoded or is invalid returns an error matching
-// ErrInvalidPayload.
+// ErrInvalidPayload; a problem with one field is a *FieldError naming it.
+//
+// Payloads come from Redis, which anyone who can write to it can fill, so
+// they are read strictly (internal/jsonobject): a field given twice, in
+// any letter case (encoding/json would match "OpenID" to openid and let
+// the last win), a lone surrogate escape or a byte that is not UTF-8 make
+// the payload invalid rather than a member other than the one enqueued.
+// Unknown keys are ignored, so that producers and workers of different
+// versions can share a queue.
 func DecodePayload(data []byte) (Payload, error) {
-	var p Payload
-	// Unknown fields are ignored so that producers and workers of different
-	// versions can share a queue.
-	if err := json.Unmarshal(data, &p); err != nil {
+	fields, err := jsonobject.Decode(data)
+	var ke *jsonobject.KeyError
+	var kind *jsonobject.KindError
+	switch {
+	case errors.As(err, &ke):
+		if i := payloadField(ke.Key); i >= 0 {
+			return Payload{}, &FieldError{Field: payloadFields[i], Problem: ke.Problem}
+		}
+		return Payload{}, fmt.Errorf("%w: %v", ErrInvalidPayload, err)
+	case errors.As(err, &kind):
+		return Payload{}, fmt.Errorf("%w: %v", ErrInvalidPayload, err)
+	case err != nil:
 		return Payload{}, fmt.Errorf("%w: not a JSON import payload: %v", ErrInvalidPayload, err)
+	}
+	var p Payload
+	dst := [len(payloadFields)]*string{&p.CardID, &p.OpenID, &p.Code, &p.OutRequestNo, &p.Run}
+	var seen [len(payloadFields)]bool
+	for _, f := range fields {
+		i := payloadField(f.Key)
+		if i < 0 {
+			continue
+		}
+		if seen[i] {
+			return Payload{}, &FieldError{Field: payloadFields[i], Problem: jsonobject.ProblemRepeated}
+		}
+		seen[i] = true
+		s, problem := jsonobject.String(f.Value)
+		if problem != "" {
+			return Payload{}, &FieldError{Field: payloadFields[i], Problem: problem}
+		}
+		*dst[i] = s
 	}
 	if err := p.Validate(); err != nil {
 		return Payload{}, err
 	}
 	return p, nil
+}
+
+// payloadField returns the index of the field key names, matched in any
+// letter case as encoding/json matches struct fields, or -1.
+func payloadField(key string) int {
+	for i, name := range payloadFields {
+		if strings.EqualFold(key, name) {
+			return i
+		}
+	}
+	return -1
 }

@@ -237,6 +237,24 @@ func TestDeadReplayInvalidPayload(t *testing.T) {
 	require.Equal(t, "enqueue: dead replay: out_request_no=1900000001-20261128-000001: payload cannot be replayed: openid: has leading or trailing white space\n", got.stderr)
 }
 
+// TestDeadReplayRefusesWhatWeChatWouldNot: a dead letter recorded before
+// the field rules (or written into Redis by hand) whose card id is a dot
+// segment is not put back, since replaying it would send the import to
+// another API path.
+func TestDeadReplayRefusesWhatWeChatWouldNot(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	s := b.store(t)
+	bad := deadletter.FromFailure("1900000001-20261128-000001", []byte(`{"card_id":"..","openid":"`+rawOpenID+`1","out_request_no":"1900000001-20261128-000001"}`), 1,
+		fmt.Errorf("import refused: %w: %w", &wechatpay.Error{Kind: wechatpay.KindPermanent, StatusCode: 404, Code: "NOT_FOUND"}, asynq.SkipRetry), time.Now())
+	require.NoError(t, s.Record(redistest.Context(t), bad))
+	got := b.dead(t, "replay", "--all")
+	require.Equal(t, 1, got.code)
+	require.Equal(t, "replayed=0 skipped=0 failed=1\n", got.stdout)
+	require.Equal(t, "enqueue: dead replay: out_request_no=1900000001-20261128-000001: payload cannot be replayed: card_id: character '.' at position 1 is not allowed (letters, digits, _ and - only)\n", got.stderr)
+	require.Empty(t, b.queued(t))
+}
+
 func TestDeadUsage(t *testing.T) {
 	t.Parallel()
 	const unreachable = "redis://127.0.0.1:1/0"

@@ -52,6 +52,18 @@ func TestOneRefusesBadInput(t *testing.T) {
 			wantStderr: "enqueue: out_request_no: character '/' at position 2 is not allowed (letters, digits and | _ * - only)\n",
 		},
 		{
+			// A dot-dot card id would make the API path
+			// /cards/../users/import.
+			name:       "dot-dot card id",
+			args:       []string{"--card-id", "..", "--openid", "oUser1", "--out-request-no", "n1"},
+			wantStderr: "enqueue: card_id: character '.' at position 1 is not allowed (letters, digits, _ and - only)\n",
+		},
+		{
+			name:       "zero-width character in the openid",
+			args:       []string{"--card-id", "c1", "--openid", "oUser\u200b1", "--out-request-no", "n1"},
+			wantStderr: "enqueue: openid: character '\\u200b' at position 6 is not allowed (letters, digits, _ and - only)\n",
+		},
+		{
 			name:       "overlong card id",
 			args:       []string{"--card-id", strings.Repeat("c", 33), "--openid", "oUser1", "--out-request-no", "n1"},
 			wantStderr: "enqueue: card_id: is 33 characters long, at most 32 allowed\n",

@@ -61,6 +61,8 @@ func FuzzJSONLRows(f *testing.F) {
 		"{\"card_id\":\"c1\",\"openid\":\"o\xff\",\"out_request_no\":\"n1\"}",
 		`{"card_id":"c1","openid":"o\u0000","out_request_no":"n 1"}`,
 		"\ufeff{}\n{",
+		`{"card_id":"c1","openid":"o\ud800","out_request_no":"n1"}` + "\n" + `{"card_id":"c1","openid":"o1","openid":"o2","out_request_no":"n2"}`,
+		`{"card_id":"..","openid":"o\u200b1","code":"k 1","out_request_no":"n1"}`,
 	} {
 		f.Add([]byte(seed), false)
 		f.Add([]byte(seed), true)

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"unicode/utf8"
 
+	"github.com/cardimport/cardimport/internal/jsonobject"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -57,26 +57,32 @@ func DecodeJSON(data []byte, opts ...Option) (tasks.Payload, error) {
 	return p, nil
 }
 
+// decodeJSON reads a member through jsonobject: a key given twice, a lone
+// surrogate escape or a byte that is not UTF-8 make the row invalid, where
+// encoding/json would let the last key win or quietly put U+FFFD in its
+// place, importing a member under an openid that is not theirs.
 func decodeJSON(data []byte, defaultCardID string) (tasks.Payload, *RowError) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(data, &obj); err != nil {
-		var se *json.SyntaxError
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &se):
-			return tasks.Payload{}, &RowError{Problem: fmt.Sprintf("is not valid JSON: %v (at byte %d)", se, se.Offset), Err: err}
-		case errors.As(err, &te):
-			return tasks.Payload{}, &RowError{Problem: "is " + jsonKind(data) + ", want a JSON object"}
+	fields, err := jsonobject.Decode(data)
+	var se *json.SyntaxError
+	var kind *jsonobject.KindError
+	var ke *jsonobject.KeyError
+	switch {
+	case errors.As(err, &se):
+		return tasks.Payload{}, &RowError{Problem: fmt.Sprintf("is not valid JSON: %v (at byte %d)", se, se.Offset), Err: err}
+	case errors.As(err, &kind):
+		return tasks.Payload{}, &RowError{Problem: kind.Error(), Err: err}
+	case errors.As(err, &ke):
+		if _, ok := lookupKey(ke.Key); ok {
+			return tasks.Payload{}, &RowError{Field: ke.Key, Problem: ke.Problem, Err: err}
 		}
+		return tasks.Payload{}, &RowError{Problem: ke.Error(), Err: err}
+	case err != nil:
 		return tasks.Payload{}, &RowError{Problem: "is not valid JSON: " + err.Error(), Err: err}
 	}
-	if obj == nil {
-		return tasks.Payload{}, &RowError{Problem: "is " + jsonKind(data) + ", want a JSON object"}
-	}
 	var unknown []string
-	for k := range obj {
-		if _, ok := lookupKey(k); !ok {
-			unknown = append(unknown, k)
+	for _, f := range fields {
+		if _, ok := lookupKey(f.Key); !ok {
+			unknown = append(unknown, f.Key)
 		}
 	}
 	if len(unknown) > 0 {
@@ -85,16 +91,14 @@ func decodeJSON(data []byte, defaultCardID string) (tasks.Payload, *RowError) {
 		return tasks.Payload{}, &RowError{Problem: fmt.Sprintf("unknown key %q (keys are %s)", unknown[0], wantColumns)}
 	}
 	var p tasks.Payload
-	for col, dst := range [numColumns]*string{&p.CardID, &p.OpenID, &p.Code, &p.OutRequestNo} {
-		raw, ok := obj[columnNames[col]]
-		if !ok {
-			continue
-		}
-		s, problem := jsonString(raw)
+	dst := [numColumns]*string{&p.CardID, &p.OpenID, &p.Code, &p.OutRequestNo}
+	for _, f := range fields {
+		col, _ := lookupKey(f.Key)
+		s, problem := jsonobject.String(f.Value)
 		if problem != "" {
-			return tasks.Payload{}, &RowError{Field: columnNames[col], Problem: problem}
+			return tasks.Payload{}, &RowError{Field: f.Key, Problem: problem}
 		}
-		*dst = s
+		*dst[col] = s
 	}
 	if p.CardID == "" {
 		p.CardID = defaultCardID
@@ -114,50 +118,6 @@ func lookupKey(k string) (column, bool) {
 		}
 	}
 	return 0, false
-}
-
-// jsonString decodes a value that must be a string; null counts as absent.
-func jsonString(raw json.RawMessage) (string, string) {
-	switch jsonKind(raw) {
-	case "null":
-		return "", ""
-	case "a string":
-		// encoding/json would quietly turn bad bytes into U+FFFD, importing
-		// a member under an openid that is not theirs.
-		if !utf8.Valid(raw) {
-			return "", "is not valid UTF-8"
-		}
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", "is not a valid JSON string"
-		}
-		return s, ""
-	}
-	return "", "is " + jsonKind(raw) + ", want a string"
-}
-
-// jsonKind names the kind of a valid JSON value, for messages.
-func jsonKind(data []byte) string {
-	i := 0
-	for i < len(data) && isJSONSpace(data[i]) {
-		i++
-	}
-	if i == len(data) {
-		return "empty"
-	}
-	switch data[i] {
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	case '"':
-		return "a string"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	}
-	return "a number"
 }
 
 func isJSONSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\r' || b == '\n' }

@@ -89,8 +89,8 @@ func TestCSVRows(t *testing.T) {
 		},
 		{
 			name:  "quoted fields",
-			input: header + `"c1","o,1","co""de","n1"` + "\n",
-			want:  []string{`line 2: ok c1|o,1|co"de|n1`},
+			input: header + `"c1","o1","co""d,e","n1"` + "\n",
+			want:  []string{`line 2: ok c1|o1|co"d,e|n1`},
 		},
 		{
 			name:  "missing openid",
@@ -116,6 +116,18 @@ func TestCSVRows(t *testing.T) {
 			name:  "bad UTF-8",
 			input: header + "c1,o\xff1,,n1\nc1,o2,,n2\n",
 			want:  []string{"line 2: openid: is not valid UTF-8", "line 3: ok c1|o2||n2"},
+		},
+		{
+			// WeChat issues card ids and openids of letters, digits, _
+			// and -; a dot-dot card id would change the API path.
+			name:  "characters WeChat ids never hold",
+			input: header + "..,o1,,n1\nc1,o\u200b1,,n2\nc1,o 1,,n3\nc1,o1,k 1,n4\n",
+			want: []string{
+				`line 2: card_id: character '.' at position 1 is not allowed (letters, digits, _ and - only)`,
+				`line 3: openid: character '\u200b' at position 2 is not allowed (letters, digits, _ and - only)`,
+				`line 4: openid: character ' ' at position 2 is not allowed (letters, digits, _ and - only)`,
+				`line 5: code: character ' ' at position 2 is not allowed (letters, digits and ASCII punctuation only)`,
+			},
 		},
 		{
 			name:  "too few and too many fields",
@@ -183,7 +195,7 @@ func TestCSVRows(t *testing.T) {
 			// line it starts on, and no openid holds a newline.
 			name:  "quoted field over several lines",
 			input: header + "c1,\"o\n\n1\",,n1\nc1,o2,,n2\n",
-			want:  []string{"line 2: openid: contains a control character", "line 5: ok c1|o2||n2"},
+			want:  []string{`line 2: openid: character '\n' at position 2 is not allowed (letters, digits, _ and - only)`, "line 5: ok c1|o2||n2"},
 		},
 		{
 			name:  "default card id for a file without the column",
@@ -317,8 +329,8 @@ func TestJSONLRows(t *testing.T) {
 		},
 		{
 			name:  "escapes",
-			input: `{"card_id":"c\u0031","openid":"o\/1","out_request_no":"n1"}`,
-			want:  []string{"line 1: ok c1|o/1||n1"},
+			input: `{"card_id":"c\u0031","openid":"o\u005f1","code":"k\/1","out_request_no":"n1"}`,
+			want:  []string{"line 1: ok c1|o_1|k/1|n1"},
 		},
 		{
 			name:  "invalid JSON",
@@ -371,6 +383,26 @@ func TestJSONLRows(t *testing.T) {
 			name:  "bad UTF-8",
 			input: "{\"card_id\":\"c1\",\"openid\":\"o\xff1\",\"out_request_no\":\"n1\"}",
 			want:  []string{"line 1: openid: is not valid UTF-8"},
+		},
+		{
+			// encoding/json would read each of these as a member other
+			// than the one written: U+FFFD for the lone surrogate, the
+			// last value for a repeated key.
+			name: "JSON that would change what it says",
+			input: `{"card_id":"c1","openid":"o\ud800x","out_request_no":"n1"}` + "\n" +
+				`{"card_id":"c1","openid":"o\udc00","out_request_no":"n2"}` + "\n" +
+				`{"card_id":"c1","openid":"o3","openid":"o4","out_request_no":"n3"}` + "\n" +
+				`{"card_id":"c1","openid":"o5","open\u0069d":"o6","out_request_no":"n5"}` + "\n" +
+				`{"card_id":"c1","openid":"o\ud83d\ude00","out_request_no":"n6"}` + "\n" +
+				`{"card_id":"c1","openid":"o7","out_request_no":"n7","x\ud800":1}`,
+			want: []string{
+				`line 1: openid: has an unpaired UTF-16 surrogate escape (\ud800)`,
+				`line 2: openid: has an unpaired UTF-16 surrogate escape (\udc00)`,
+				"line 3: openid: is given more than once",
+				"line 4: openid: is given more than once",
+				`line 5: openid: character '😀' at position 2 is not allowed (letters, digits, _ and - only)`,
+				"line 6: key \"x\ufffd\": the key has an unpaired UTF-16 surrogate escape (\\ud800)",
+			},
 		},
 		{
 			name: "validation errors",
