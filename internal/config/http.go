@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/cardimport/cardimport/internal/dashboard"
+	"github.com/cardimport/cardimport/internal/httpserve"
 )
 
 // HTTP is the configuration of the worker's side servers: the dashboard
@@ -23,6 +24,12 @@ type HTTP struct {
 	// DashboardReadOnly refuses every change made through the dashboard
 	// (--dashboard-read-only, DASHBOARD_READ_ONLY). Defaults to false.
 	DashboardReadOnly bool
+	// DashboardAllowedHosts are the host names, besides --dashboard's host,
+	// loopback and IP addresses, that requests to the dashboard may name
+	// in their Host header (DASHBOARD_ALLOWED_HOSTS, comma-separated): the
+	// name users type when a proxy is in front of it. Defaults to none;
+	// any other name is refused, which stops DNS-rebinding pages.
+	DashboardAllowedHosts []string
 	// DashboardOnly serves the dashboard (and metrics, when asked) without
 	// working the queue, so it needs no WeChat Pay keys (--dashboard-only).
 	// Defaults to false.
@@ -42,7 +49,7 @@ type httpFlags struct {
 func bindHTTP(fs *flag.FlagSet, env func(string) string) *httpFlags {
 	return &httpFlags{
 		env:           env,
-		dashboard:     fs.String("dashboard", "", "serve the dashboard on HOST:PORT (login from env DASHBOARD_USER, DASHBOARD_PASSWORD; required unless HOST is loopback)"),
+		dashboard:     fs.String("dashboard", "", "serve the dashboard on HOST:PORT (login from env DASHBOARD_USER, DASHBOARD_PASSWORD; required unless HOST is loopback; other host names it answers to from env DASHBOARD_ALLOWED_HOSTS)"),
 		readOnly:      fs.String("dashboard-read-only", orDefault(env("DASHBOARD_READ_ONLY"), "false"), "dashboard shows but changes nothing (env DASHBOARD_READ_ONLY)"),
 		dashboardOnly: fs.Bool("dashboard-only", false, "serve the dashboard (and --metrics) without working the queue; needs no WeChat Pay keys"),
 		metrics:       fs.String("metrics", "", "serve Prometheus /metrics on HOST:PORT"),
@@ -68,6 +75,9 @@ func (f *httpFlags) load() (HTTP, []error) {
 		errs = append(errs, errors.New("--dashboard-only: needs --dashboard HOST:PORT"))
 	}
 	if err := dashboard.CheckLogin(h.Dashboard, h.DashboardUser, h.DashboardPassword); err != nil {
+		errs = append(errs, err)
+	}
+	if h.DashboardAllowedHosts, err = httpserve.ParseHosts("DASHBOARD_ALLOWED_HOSTS", f.env("DASHBOARD_ALLOWED_HOSTS")); err != nil {
 		errs = append(errs, err)
 	}
 	if h.Metrics != "" {

@@ -46,6 +46,17 @@ func TestLoadWorkerHTTP(t *testing.T) {
 			},
 		},
 		{
+			name: "allowed host names",
+			args: []string{"--dashboard", "127.0.0.1:8080"},
+			env:  map[string]string{"DASHBOARD_ALLOWED_HOSTS": " Dashboard.Example.com., ops.internal ,"},
+			want: config.HTTP{Dashboard: "127.0.0.1:8080", DashboardAllowedHosts: []string{"dashboard.example.com", "ops.internal"}},
+		},
+		{
+			name:    "allowed host with a scheme",
+			env:     map[string]string{"DASHBOARD_ALLOWED_HOSTS": "https://dashboard.example.com"},
+			wantErr: []string{"DASHBOARD_ALLOWED_HOSTS: entry 1 is not a host name (a name such as dashboard.example.com, without scheme, port or path)"},
+		},
+		{
 			name:    "half a login",
 			args:    []string{"--dashboard", "127.0.0.1:8080"},
 			env:     map[string]string{"DASHBOARD_USER": "ops"},

@@ -12,6 +12,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
+
+	"github.com/cardimport/cardimport/internal/httpserve"
 )
 
 // Config configures the dashboard.
@@ -30,6 +32,11 @@ type Config struct {
 	ReadOnly bool
 	// RootPath is the URL path the dashboard lives under. Defaults to "/".
 	RootPath string
+	// AllowedHosts are the host names, besides Addr's host, loopback and
+	// IP addresses, that requests may name in their Host header
+	// (DASHBOARD_ALLOWED_HOSTS): the name users type when the dashboard
+	// sits behind a proxy. Defaults to none.
+	AllowedHosts []string
 }
 
 func (c Config) withDefaults() Config {
@@ -81,13 +88,20 @@ func New(cfg Config) (*Handler, error) {
 		PayloadFormatter: asynqmon.PayloadFormatterFunc(FormatPayload),
 		ResultFormatter:  asynqmon.ResultFormatterFunc(FormatResult),
 	})
-	// Browsers send a basic login with every request to the dashboard,
-	// including those another site's page makes: refuse cross-origin
-	// changes, and framing by other pages.
-	var h http.Handler = http.NewCrossOriginProtection().Handler(headers(mon))
+	var h http.Handler = headers(mon)
 	if cfg.User != "" || cfg.Password != "" {
 		h = requireLogin(cfg.User, cfg.Password, realm, h)
 	}
+	// Browsers send a basic login with every request to the dashboard,
+	// including those another site's page makes, and a loopback dashboard
+	// may have no login at all: refuse cross-origin changes and
+	// DNS-rebound pages (httpserve.BrowserGuard), before the login is
+	// even asked for, and framing by other pages (headers).
+	h = httpserve.BrowserGuard{
+		ListenAddr:      cfg.Addr,
+		AllowedHosts:    cfg.AllowedHosts,
+		AllowedHostsVar: "DASHBOARD_ALLOWED_HOSTS",
+	}.Handler(h)
 	return &Handler{Handler: h, mon: mon}, nil
 }
 

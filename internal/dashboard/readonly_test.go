@@ -2,7 +2,9 @@ package dashboard_test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/hibiken/asynq"
@@ -102,3 +104,57 @@ func TestCrossSiteChangesRefused(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, run("same-origin"))
 	require.Equal(t, asynq.TaskStatePending, b.state(t, id))
 }
+
+// TestDNSRebindingRefused: a page whose name its owner pointed at
+// 127.0.0.1 after it loaded is, to the browser, of the same origin as a
+// login-less loopback dashboard. Its requests name that page's host, and
+// the dashboard answers only to its own: nothing is paused. Names the
+// operator allowed, loopback and IP addresses pass.
+func TestDNSRebindingRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t, dashboard.Config{Addr: "127.0.0.1:0", AllowedHosts: []string{"dashboard.example.com"}})
+	pause := func(host string) (int, string) {
+		req, err := http.NewRequest(http.MethodPost, b.url+"/api/queues/"+b.queue+":pause", nil)
+		require.NoError(t, err)
+		req.Host = host
+		// What the browser sends for a page it thinks is the dashboard's.
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(body)
+	}
+	paused := func() bool {
+		insp := asynq.NewInspector(b.r.Opt)
+		defer insp.Close()
+		info, err := insp.GetQueueInfo(b.queue)
+		require.NoError(t, err)
+		return info.Paused
+	}
+	b.archive(t, "1900000001-20261128-rebind") // the queue must exist
+	for _, host := range []string{"rebind.evil.example", "rebind.evil.example:" + port(b.url), "localhost.evil.example", "127.0.0.1.nip.io"} {
+		code, body := pause(host)
+		require.Equal(t, http.StatusForbidden, code, host)
+		require.Contains(t, body, "the Host header names a host this server does not answer to; add the name to DASHBOARD_ALLOWED_HOSTS")
+		require.NotContains(t, body, "evil", "the refusal does not echo the Host header")
+		require.False(t, paused(), "a rebound page paused the queue through %s", host)
+	}
+	code, body := b.do(t, http.MethodGet, "/api/queues")
+	require.NotEqual(t, http.StatusForbidden, code, body)
+	for _, host := range []string{"localhost:" + port(b.url), "LOCALHOST.", "[::1]:8080", "127.0.0.1", "192.0.2.7:8080", "Dashboard.Example.COM"} {
+		req, err := http.NewRequest(http.MethodGet, b.url+"/", nil)
+		require.NoError(t, err)
+		req.Host = host
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		require.Equal(t, http.StatusOK, res.StatusCode, host)
+	}
+	code, body = pause("dashboard.example.com")
+	require.Equal(t, http.StatusNoContent, code, body)
+	require.True(t, paused())
+}
+
+// port returns the port of a URL like http://127.0.0.1:4711.
+func port(url string) string { return url[strings.LastIndexByte(url, ':')+1:] }

@@ -7,30 +7,35 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/cardimport/cardimport/internal/deadletter"
+	"github.com/cardimport/cardimport/internal/httpserve"
 	"github.com/cardimport/cardimport/internal/intake"
 	"github.com/cardimport/cardimport/internal/logging"
 	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/tasks"
 )
 
-const serveAbout = `Serves the HTTP intake: POST /v1/imports takes members as a JSON array or
-as JSON lines (Content-Type application/json or application/x-ndjson; without
-either, a body starting with '[' is an array) and answers
+const serveAbout = `Serves the HTTP intake: POST /v1/imports takes members as a JSON array
+(Content-Type application/json) or as JSON lines (application/x-ndjson) and
+answers
   {"enqueued":N,"duplicates":M,"invalid":[{"index":I,"error":"field: problem"}]}
 with the validation and duplicate rules of enqueue file. Requests carry
-"Authorization: Bearer $INTAKE_TOKEN" (401 without it); a body that is not
-JSON of that shape gets 400, one over --max-body-bytes or --max-members 413,
-and 503 when Redis cannot be reached (sending it again is safe). The members
-go into a run: ?run=NAME, or a new one; the answer names it ("run":…).
-Behind the same token, GET /v1/runs/{run} answers the run's counts,
+"Authorization: Bearer $INTAKE_TOKEN" (401 without it); another Content-Type
+gets 415, a body that is not JSON of that shape 400, one over
+--max-body-bytes or --max-members 413, and 503 with Retry-After when Redis
+cannot be reached (sending it again is safe). The members go into a run:
+?run=NAME, or a new one; the answer names it ("run":…). Behind the same
+token, GET /v1/runs/{run} answers the run's counts,
 GET /v1/results?run=&after=CURSOR&limit=N pages through the outcomes
 ({"results":[…],"next":CURSOR}), and GET /v1/imports/{out_request_no} tells
 where one member's import stands (its openid masked). GET /healthz answers
 200 while Redis answers.
 
-Without INTAKE_TOKEN it only listens on a loopback address. Access logs are
-JSON lines on standard output, without bodies, openids or tokens. SIGINT or
-SIGTERM stops it after in-flight requests finish.`
+Without INTAKE_TOKEN it only listens on a loopback address; elsewhere the
+token must be at least 16 bytes. Requests from web pages of other sites, and
+requests naming a host other than its address, loopback or
+INTAKE_ALLOWED_HOSTS, get 403: a page in a browser cannot enqueue members.
+Access logs are JSON lines on standard output, without bodies, openids or
+tokens. SIGINT or SIGTERM stops it after in-flight requests finish.`
 
 func runServe(ctx context.Context, c *cli, args []string) int {
 	fs := newFlagSet(c, "serve", "[flags]", serveAbout)
@@ -77,6 +82,11 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		c.errorf("--log-level: %v", err)
 		return exitUsage
 	}
+	allowedHosts, err := httpserve.ParseHosts("INTAKE_ALLOWED_HOSTS", c.getenv("INTAKE_ALLOWED_HOSTS"))
+	if err != nil {
+		c.errorf("%v", err)
+		return exitUsage
+	}
 	connOpt, err := rf.connOpt(c.getenv)
 	if err != nil {
 		c.errorf("%v", err)
@@ -102,6 +112,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	srv, err := intake.New(ctx, intake.Config{
 		Addr:            *addr,
 		Token:           c.getenv("INTAKE_TOKEN"),
+		AllowedHosts:    allowedHosts,
 		MaxBodyBytes:    *maxBody,
 		MaxMembers:      *maxMembers,
 		MaxInFlight:     *maxInFlight,
@@ -111,7 +122,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		Logger:          log,
 	})
 	if err != nil {
-		if errors.Is(err, intake.ErrNoToken) {
+		if errors.Is(err, intake.ErrNoToken) || errors.Is(err, intake.ErrShortToken) {
 			c.errorf("%v; refusing to listen on %s", err, *addr)
 		} else {
 			c.errorf("%v", err)

@@ -1,6 +1,9 @@
 // Package httpserve runs the worker's side HTTP servers (the dashboard and
 // the metrics endpoint) with the timeouts and the graceful shutdown every
 // server facing a network needs, so each feature only supplies a handler.
+// It also holds what every server of ours that a browser could reach
+// shares: IsLoopback, which decides whether one may run without a login or
+// a token, and BrowserGuard, which keeps web pages from driving it.
 package httpserve
 
 import (

@@ -7,7 +7,11 @@
 //
 // Requests carry `Authorization: Bearer <token>`. A server without a token
 // may only listen on a loopback address, where nothing but the host itself
-// can reach it. Access logs name method, path, status, duration, remote
+// can reach it, and one on another address needs a token of at least
+// MinTokenBytes. Whatever its address, the intake takes members only as
+// JSON and refuses requests a web page in a browser could make
+// (httpserve.BrowserGuard): a page of another site, or one whose name was
+// rebound to this host, cannot enqueue members. Access logs name method, path, status, duration, remote
 // address and counts, never a body, an openid or a token.
 package intake
 
@@ -16,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -53,9 +58,16 @@ type Config struct {
 	// Addr is the host:port to listen on. Defaults to DefaultAddr.
 	Addr string
 	// Token is the bearer token every request to /v1/imports must carry
-	// (INTAKE_TOKEN). It may be empty only when the server listens on a
-	// loopback address; then requests need no token.
+	// (INTAKE_TOKEN). White space around it is ignored, as it is around the
+	// token a request carries. It may be empty only when the server listens
+	// on a loopback address, then requests need no token; elsewhere it must
+	// be at least MinTokenBytes long.
 	Token string
+	// AllowedHosts are the host names, besides Addr's host, loopback and
+	// IP addresses, that requests may name in their Host header
+	// (INTAKE_ALLOWED_HOSTS): the name callers use behind a proxy.
+	// Defaults to none.
+	AllowedHosts []string
 	// MaxBodyBytes bounds a request body; a larger one is refused with 413.
 	// Defaults to DefaultMaxBodyBytes.
 	MaxBodyBytes int64
@@ -81,6 +93,9 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
+	// Both sides of the comparison are trimmed: a token pasted with a
+	// space or a newline into INTAKE_TOKEN must not lock every client out.
+	c.Token = strings.TrimSpace(c.Token)
 	if c.Addr == "" {
 		c.Addr = DefaultAddr
 	}
@@ -99,11 +114,38 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// MinTokenBytes is the shortest token an intake other hosts can reach
+// accepts: 16 random bytes are beyond guessing, and `openssl rand -hex 32`
+// gives 64 characters.
+const MinTokenBytes = 16
+
 // ErrNoToken is returned when a server without a token would listen on an
 // address other hosts can reach.
 var ErrNoToken = errors.New("INTAKE_TOKEN: not set; without a token the intake only listens on a loopback address (127.0.0.1, ::1, localhost)")
 
-func (c Config) validate(ctx context.Context) error {
+// ErrShortToken is returned when a server whose token is shorter than
+// MinTokenBytes would listen on an address other hosts can reach.
+var ErrShortToken = fmt.Errorf("INTAKE_TOKEN: shorter than %d bytes; on an address other hosts can reach, use a long random token (e.g. openssl rand -hex 32)", MinTokenBytes)
+
+// errBlankToken is returned for a token of white space only, which would
+// otherwise leave the intake without one.
+var errBlankToken = errors.New("INTAKE_TOKEN: holds only white space")
+
+// checkToken says what is wrong with token for a server reachable from
+// other hosts (loopback false) or from this host only.
+func checkToken(token string, loopback bool) error {
+	switch {
+	case loopback:
+		return nil
+	case token == "":
+		return ErrNoToken
+	case len(token) < MinTokenBytes:
+		return ErrShortToken
+	}
+	return nil
+}
+
+func (c Config) validate(ctx context.Context, rawToken string) error {
 	switch {
 	case c.Producer == nil:
 		return errors.New("producer: required")
@@ -118,15 +160,15 @@ func (c Config) validate(ctx context.Context) error {
 	case c.ShutdownTimeout < 0:
 		return fmt.Errorf("shutdown timeout: must not be negative, got %s", c.ShutdownTimeout)
 	}
-	if c.Token != "" {
-		return nil
+	if c.Token == "" && rawToken != "" {
+		return errBlankToken
 	}
 	host, _, err := net.SplitHostPort(c.Addr)
 	if err != nil {
 		return fmt.Errorf("addr: %w", err)
 	}
-	if !httpserve.IsLoopback(host) {
-		return ErrNoToken
+	if c.Token != "" && len(c.Token) >= MinTokenBytes {
+		return nil // long enough anywhere; spare the name lookup
 	}
-	return nil
+	return checkToken(c.Token, httpserve.IsLoopback(host))
 }

@@ -69,6 +69,14 @@ func (s *Server) imports(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, errorResponse{Error: "missing or wrong bearer token (Authorization: Bearer $INTAKE_TOKEN)"})
 		return
 	}
+	// Only JSON types: a page of another site can make a browser send
+	// text/plain or a form without asking first, never JSON.
+	array, ok := jsonMediaTypes[mediaType(r)]
+	if !ok {
+		w.Header().Set("Accept-Post", "application/json, application/x-ndjson")
+		writeJSON(w, http.StatusUnsupportedMediaType, errorResponse{Error: "Content-Type must be application/json (a JSON array of members) or application/x-ndjson (JSON lines)"})
+		return
+	}
 	// A slot is taken before the body is read: the body is what costs
 	// memory.
 	select {
@@ -92,7 +100,7 @@ func (s *Server) imports(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusInternalServerError, errorResponse{Error: "the intake's queue has no results store"})
 		return
 	}
-	members, err := s.decode(w, r)
+	members, err := s.decode(w, r, array)
 	if err != nil {
 		var re *requestError
 		if !errors.As(err, &re) {
@@ -143,6 +151,7 @@ func (s *Server) imports(w http.ResponseWriter, r *http.Request) {
 		// caller has no business knowing.
 		s.cfg.Logger.Error().Err(enqErr).Msg("enqueue batch")
 		resp.Error = "the queue cannot be reached; send the request again: members already enqueued come back as duplicates"
+		w.Header().Set("Retry-After", retryAfterRedis)
 		writeJSON(w, http.StatusServiceUnavailable, resp)
 		return
 	}
@@ -156,13 +165,22 @@ func problem(e *memberfile.RowError) string {
 	return c.Error()
 }
 
-// decode reads and decodes the body: a JSON array when the Content-Type is
-// application/json or, without a JSON type, when the first byte that is not
-// white space is '['; JSON lines otherwise. A JSON array that does not
-// parse is refused whole (400), since its members cannot be told apart; a
-// line of JSON lines that does not parse is one invalid member, as in
-// `enqueue file`.
-func (s *Server) decode(w http.ResponseWriter, r *http.Request) ([]member, error) {
+// jsonMediaTypes are the Content-Types POST /v1/imports takes, each with
+// whether its body is a JSON array (or else JSON lines).
+var jsonMediaTypes = map[string]bool{
+	"application/json":        true,
+	"application/x-ndjson":    false,
+	"application/jsonl":       false,
+	"application/x-jsonlines": false,
+	"application/jsonlines":   false,
+}
+
+// decode reads and decodes the body: a JSON array when array is set (the
+// Content-Type is application/json), JSON lines otherwise. A JSON array
+// that does not parse is refused whole (400), since its members cannot be
+// told apart; a line of JSON lines that does not parse is one invalid
+// member, as in `enqueue file`.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, array bool) ([]member, error) {
 	if r.ContentLength > s.cfg.MaxBodyBytes {
 		return nil, s.tooLarge()
 	}
@@ -178,14 +196,8 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request) ([]member, error
 	if len(trimmed) == 0 {
 		return nil, errors.New("empty body: want a JSON array of members or JSON lines")
 	}
-	array := trimmed[0] == '['
-	switch mediaType(r) {
-	case "application/json":
-		if !array {
-			return nil, errors.New("an application/json body must be a JSON array of members; send JSON lines as application/x-ndjson")
-		}
-	case "application/x-ndjson", "application/jsonl", "application/x-jsonlines", "application/jsonlines":
-		array = false
+	if array && trimmed[0] != '[' {
+		return nil, errors.New("an application/json body must be a JSON array of members; send JSON lines as application/x-ndjson")
 	}
 	if array {
 		return s.decodeArray(trimmed)

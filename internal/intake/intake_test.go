@@ -27,7 +27,7 @@ import (
 	"github.com/cardimport/cardimport/tasks"
 )
 
-const token = "t0ken-for-tests"
+const token = "t0ken-for-the-intake-tests"
 
 // testBundle is a running intake on 127.0.0.1 in front of a queue of the
 // test's own.
@@ -129,8 +129,10 @@ func (b *testBundle) pending(t *testing.T) map[string]tasks.Payload {
 	return got
 }
 
+// auth returns the headers of a JSON-array request with the token, and
+// extra headers (name, value, …) over them.
 func auth(extra ...string) map[string]string {
-	h := map[string]string{"Authorization": "Bearer " + token}
+	h := map[string]string{"Authorization": "Bearer " + token, "Content-Type": "application/json"}
 	for i := 0; i+1 < len(extra); i += 2 {
 		h[extra[i]] = extra[i+1]
 	}
@@ -155,11 +157,11 @@ func TestImportsAuthorization(t *testing.T) {
 		headers    map[string]string
 		wantStatus int
 	}{
-		{name: "no header", headers: nil, wantStatus: http.StatusUnauthorized},
-		{name: "wrong token", headers: map[string]string{"Authorization": "Bearer nope"}, wantStatus: http.StatusUnauthorized},
-		{name: "token as prefix", headers: map[string]string{"Authorization": "Bearer " + token + "x"}, wantStatus: http.StatusUnauthorized},
-		{name: "basic scheme", headers: map[string]string{"Authorization": "Basic " + token}, wantStatus: http.StatusUnauthorized},
-		{name: "bare token", headers: map[string]string{"Authorization": token}, wantStatus: http.StatusUnauthorized},
+		{name: "no header", headers: auth("Authorization", ""), wantStatus: http.StatusUnauthorized},
+		{name: "wrong token", headers: auth("Authorization", "Bearer nope"), wantStatus: http.StatusUnauthorized},
+		{name: "token as prefix", headers: auth("Authorization", "Bearer "+token+"x"), wantStatus: http.StatusUnauthorized},
+		{name: "basic scheme", headers: auth("Authorization", "Basic "+token), wantStatus: http.StatusUnauthorized},
+		{name: "bare token", headers: auth("Authorization", token), wantStatus: http.StatusUnauthorized},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -170,7 +172,7 @@ func TestImportsAuthorization(t *testing.T) {
 	}
 	require.Empty(t, b.pending(t), "nothing enqueued without the token")
 
-	status, got := b.post(t, body, map[string]string{"Authorization": "bearer " + token})
+	status, got := b.post(t, body, auth("Authorization", "bearer "+token))
 	require.Equal(t, http.StatusOK, status, "the scheme is case-insensitive")
 	require.Equal(t, map[string]any{"enqueued": 1.0, "duplicates": 0.0, "invalid": []any{}}, got)
 	require.Equal(t, map[string]tasks.Payload{"order-1": m(1)}, b.pending(t))
@@ -179,8 +181,7 @@ func TestImportsAuthorization(t *testing.T) {
 func TestImportsMixedBatch(t *testing.T) {
 	t.Parallel()
 	// The members as JSON lines, with a blank line after the third and a
-	// broken line at the end; sent as JSON lines with or without a
-	// Content-Type.
+	// broken line at the end; sent as JSON lines under either name.
 	linesBody := func(ms []string) string {
 		return strings.Join(ms[:3], "\n") + "\n\n" + strings.Join(ms[3:], "\n") + "\n{broken\n"
 	}
@@ -217,8 +218,8 @@ func TestImportsMixedBatch(t *testing.T) {
 			wantInvalid: linesInvalid,
 		},
 		{
-			name:        "json lines sniffed without a content type",
-			contentType: "",
+			name:        "json lines under another name",
+			contentType: "application/jsonl",
 			body:        linesBody,
 			wantInvalid: linesInvalid,
 		},
@@ -247,11 +248,7 @@ func TestImportsMixedBatch(t *testing.T) {
 				`{"card_id":"pLcard0001","openid":7,"out_request_no":"order-6"}`,
 				jsonOf(repeat), // duplicate within the request
 			}
-			headers := auth()
-			if tt.contentType != "" {
-				headers["Content-Type"] = tt.contentType
-			}
-			status, got := b.post(t, tt.body(members), headers)
+			status, got := b.post(t, tt.body(members), auth("Content-Type", tt.contentType))
 			require.Equal(t, http.StatusOK, status)
 			require.Equal(t, map[string]any{"enqueued": 2.0, "duplicates": 2.0, "invalid": tt.wantInvalid}, got)
 			require.Equal(t, map[string]tasks.Payload{"order-0": m(0), "order-1": m(1), "order-3": m(3)}, b.pending(t))
@@ -283,7 +280,8 @@ func TestImportsRefusedWhole(t *testing.T) {
 		{name: "data after the array", body: "[" + jsonOf(m(1)) + "] []", wantStatus: 400, wantError: "not a JSON array: data after its closing ]"},
 		{name: "object as application/json", body: jsonOf(m(1)), contentType: "application/json", wantStatus: 400, wantError: "an application/json body must be a JSON array of members; send JSON lines as application/x-ndjson"},
 		{name: "too many members", body: four, wantStatus: 413, wantError: "more than 3 members; split the batch"},
-		{name: "too many lines", body: strings.Join([]string{jsonOf(m(1)), jsonOf(m(2)), jsonOf(m(3)), jsonOf(m(4))}, "\n"), wantStatus: 413, wantError: "more than 3 members; split the batch"},
+		{name: "too many lines", body: strings.Join([]string{jsonOf(m(1)), jsonOf(m(2)), jsonOf(m(3)), jsonOf(m(4))}, "\n"), contentType: "application/x-ndjson", wantStatus: 413, wantError: "more than 3 members; split the batch"},
+		{name: "JSON lines as application/json", body: jsonOf(m(1)) + "\n" + jsonOf(m(2)), contentType: "application/json", wantStatus: 400, wantError: "an application/json body must be a JSON array of members; send JSON lines as application/x-ndjson"},
 		{name: "too large", body: "[" + strings.Repeat(" ", 5000) + "]", wantStatus: 413, wantError: "body is larger than 4096 bytes; split the batch"},
 	}
 	for _, tt := range tests {
@@ -330,6 +328,8 @@ func TestHealth(t *testing.T) {
 	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
 }
 
+// TestNewRefusesNoTokenOffLoopback: an intake other hosts can reach needs
+// a token of MinTokenBytes or more.
 func TestNewRefusesNoTokenOffLoopback(t *testing.T) {
 	t.Parallel()
 	client := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1"})
@@ -341,6 +341,7 @@ func TestNewRefusesNoTokenOffLoopback(t *testing.T) {
 		addr    string
 		token   string
 		wantErr error
+		wantMsg string
 	}{
 		{name: "every interface", addr: ":8080", wantErr: intake.ErrNoToken},
 		{name: "wildcard", addr: "0.0.0.0:8080", wantErr: intake.ErrNoToken},
@@ -350,16 +351,26 @@ func TestNewRefusesNoTokenOffLoopback(t *testing.T) {
 		{name: "ipv6 loopback", addr: "[::1]:8080"},
 		{name: "localhost", addr: "localhost:8080"},
 		{name: "every interface with a token", addr: ":8080", token: token},
+		{name: "one-byte token on every interface", addr: "0.0.0.0:8080", token: "x", wantErr: intake.ErrShortToken},
+		{name: "15-byte token on every interface", addr: ":8080", token: strings.Repeat("x", 15), wantErr: intake.ErrShortToken},
+		{name: "short token padded to 18 bytes", addr: ":8080", token: "  " + strings.Repeat("x", 14) + "  ", wantErr: intake.ErrShortToken},
+		{name: "16-byte token on every interface", addr: ":8080", token: strings.Repeat("x", 16)},
+		{name: "short token on loopback", addr: "127.0.0.1:8080", token: "x"},
+		{name: "white space only", addr: "127.0.0.1:8080", token: " \n", wantMsg: "INTAKE_TOKEN: holds only white space"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := intake.New(context.Background(), intake.Config{Addr: tt.addr, Token: tt.token, Producer: producer, Store: newStore(t, asynq.RedisClientOpt{Addr: "127.0.0.1:1"}, tasks.DefaultQueue)})
-			if tt.wantErr == nil {
+			switch {
+			case tt.wantMsg != "":
+				require.EqualError(t, err, tt.wantMsg)
+			case tt.wantErr == nil:
 				require.NoError(t, err)
-				return
+			default:
+				require.ErrorIs(t, err, tt.wantErr)
+				require.NotContains(t, err.Error(), "xxxx", "the token is not shown")
 			}
-			require.ErrorIs(t, err, tt.wantErr)
 		})
 	}
 }
@@ -380,7 +391,7 @@ func TestServeRefusesNoTokenOnNonLoopbackListener(t *testing.T) {
 func TestNoTokenOnLoopbackNeedsNoHeader(t *testing.T) {
 	t.Parallel()
 	b := setup(t, intake.Config{})
-	status, got := b.post(t, jsonOf(m(1))+"\n", nil)
+	status, got := b.post(t, jsonOf(m(1))+"\n", map[string]string{"Content-Type": "application/x-ndjson"})
 	require.Equal(t, http.StatusOK, status)
 	require.Equal(t, map[string]any{"enqueued": 1.0, "duplicates": 0.0, "invalid": []any{}}, got)
 }
@@ -398,7 +409,7 @@ func TestGracefulShutdown(t *testing.T) {
 	body := "[" + jsonOf(m(1)) + "," + jsonOf(m(2)) + "]"
 	// "Expect: 100-continue" makes the server say when the handler starts
 	// reading the body: from then on the request is in flight.
-	_, err = fmt.Fprintf(conn, "POST /v1/imports HTTP/1.1\r\nHost: intake\r\nAuthorization: Bearer %s\r\n"+
+	_, err = fmt.Fprintf(conn, "POST /v1/imports HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"+
 		"Content-Type: application/json\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", token, len(body))
 	require.NoError(t, err)
 	br := bufio.NewReader(conn)
@@ -456,8 +467,9 @@ func TestRedisGone(t *testing.T) {
 	t.Cleanup(ts.Close)
 	mr.Close()
 
-	resp := send(t, ts.URL, strings.NewReader(jsonOf(m(1))+"\n"+`{"openid":"x"}`), auth())
+	resp := send(t, ts.URL, strings.NewReader(jsonOf(m(1))+"\n"+`{"openid":"x"}`), auth("Content-Type", "application/x-ndjson"))
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	require.Equal(t, "5", resp.Header.Get("Retry-After"), "a 503 says when to come back")
 	var got intake.Response
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
 	require.NotEmpty(t, got.Run)
@@ -471,6 +483,7 @@ func TestRedisGone(t *testing.T) {
 	require.NoError(t, err)
 	health.Body.Close()
 	require.Equal(t, http.StatusServiceUnavailable, health.StatusCode)
+	require.Equal(t, "5", health.Header.Get("Retry-After"))
 	require.Contains(t, logs.String(), `"level":"error","method":"POST","path":"/v1/imports","http_status":503`)
 	require.NotContains(t, logs.String(), "oUserSecret")
 }
@@ -478,11 +491,20 @@ func TestRedisGone(t *testing.T) {
 // FuzzImports feeds the intake arbitrary bodies: it must answer each with
 // 200, 400 or 413 and a JSON body, and count every member it was given.
 func FuzzImports(f *testing.F) {
-	f.Add([]byte("[" + jsonOf(m(1)) + "]"))
-	f.Add([]byte(jsonOf(m(1)) + "\n{\"openid\":1}\n\n[]"))
-	f.Add([]byte(`[{"card_id":"c","openid":"o","out_request_no":"n"},{"card_id":null},[],1,"x"]`))
-	f.Add([]byte(`[1,`))
-	f.Add([]byte("\xff\xfe"))
+	for _, seed := range []struct {
+		body  string
+		lines bool
+	}{
+		{"[" + jsonOf(m(1)) + "]", false},
+		{jsonOf(m(1)) + "\n{\"openid\":1}\n\n[]", true},
+		{`[{"card_id":"c","openid":"o","out_request_no":"n"},{"card_id":null},[],1,"x"]`, false},
+		{`[{"card_id":"c","openid":"o\ud800","openid":"p","out_request_no":"n"}]`, false},
+		{`{"card_id":"c","openid":"o\udc00","out_request_no":"n"}` + "\n" + `{"code":"1","code":"2"}`, true},
+		{`[1,`, false},
+		{"\xff\xfe", true},
+	} {
+		f.Add([]byte(seed.body), seed.lines)
+	}
 	mr := miniredis.RunT(f)
 	client := asynq.NewClient(asynq.RedisClientOpt{Addr: mr.Addr()})
 	f.Cleanup(func() { _ = client.Close() })
@@ -493,9 +515,13 @@ func FuzzImports(f *testing.F) {
 	f.Cleanup(func() { _ = store.Close() })
 	srv, err := intake.New(context.Background(), intake.Config{Token: token, Producer: producer, Store: store, MaxBodyBytes: 1 << 16, MaxMembers: 100})
 	require.NoError(f, err)
-	f.Fuzz(func(t *testing.T, body []byte) {
-		req := httptest.NewRequest(http.MethodPost, "/v1/imports", bytes.NewReader(body))
+	f.Fuzz(func(t *testing.T, body []byte, lines bool) {
+		req := httptest.NewRequest(http.MethodPost, "http://127.0.0.1/v1/imports", bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		if lines {
+			req.Header.Set("Content-Type", "application/x-ndjson")
+		}
 		rec := httptest.NewRecorder()
 		srv.Handler().ServeHTTP(rec, req)
 		switch rec.Code {
@@ -524,7 +550,7 @@ func TestImportsInFlightBound(t *testing.T) {
 	t.Cleanup(func() { _ = conn.Close() })
 	require.NoError(t, conn.SetDeadline(time.Now().Add(60*time.Second)))
 	body := "[" + jsonOf(m(1)) + "]"
-	_, err = fmt.Fprintf(conn, "POST /v1/imports HTTP/1.1\r\nHost: intake\r\nAuthorization: Bearer %s\r\n"+
+	_, err = fmt.Fprintf(conn, "POST /v1/imports HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"+
 		"Content-Type: application/json\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", token, len(body))
 	require.NoError(t, err)
 	br := bufio.NewReader(conn)
@@ -547,8 +573,10 @@ func TestImportsInFlightBound(t *testing.T) {
 	first.Body.Close()
 	require.Equal(t, http.StatusOK, first.StatusCode)
 
-	code, got := b.post(t, "["+jsonOf(m(2))+"]", map[string]string{"Authorization": "Bearer " + token})
+	code, got := b.post(t, "["+jsonOf(m(2))+"]", auth())
 	require.Equal(t, http.StatusOK, code, "the slot is free again: %v", got)
 	require.Equal(t, 1.0, got["enqueued"])
 	require.Len(t, b.pending(t), 2)
 }
+
+func jsonDecode(resp *http.Response, v any) error { return json.NewDecoder(resp.Body).Decode(v) }

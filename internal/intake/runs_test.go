@@ -44,7 +44,7 @@ func TestImportsGoIntoARun(t *testing.T) {
 		body.WriteString(jsonOf(m(i)) + "\n")
 	}
 	body.WriteString(`{"openid":"x"}` + "\n")
-	resp := send(t, b.url+"", strings.NewReader(body.String()), auth())
+	resp := send(t, b.url+"", strings.NewReader(body.String()), auth("Content-Type", "application/x-ndjson"))
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	var first intake.Response
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&first))
@@ -53,6 +53,7 @@ func TestImportsGoIntoARun(t *testing.T) {
 	req, err := http.NewRequest(http.MethodPost, b.url+"/v1/imports?run=nightly-7", strings.NewReader(body.String()))
 	require.NoError(t, err)
 	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/x-ndjson")
 	resp, err = http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	var second intake.Response

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/cardimport/cardimport/internal/httpserve"
 )
 
 // Server is the HTTP intake.
@@ -26,8 +28,9 @@ type Server struct {
 // New checks cfg and returns a Server. It refuses a server without a token
 // whose Addr is not a loopback address (ErrNoToken).
 func New(ctx context.Context, cfg Config) (*Server, error) {
+	rawToken := cfg.Token
 	cfg = cfg.withDefaults()
-	if err := cfg.validate(ctx); err != nil {
+	if err := cfg.validate(ctx, rawToken); err != nil {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, tokenHash: sha256.Sum256([]byte(cfg.Token)), slots: make(chan struct{}, cfg.MaxInFlight)}
@@ -37,7 +40,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /v1/runs/{id}", s.run)
 	mux.HandleFunc("GET /v1/results", s.results)
 	mux.HandleFunc("GET /healthz", s.health)
-	s.handler = s.accessLog(mux)
+	guard := httpserve.BrowserGuard{
+		ListenAddr:      cfg.Addr,
+		AllowedHosts:    cfg.AllowedHosts,
+		AllowedHostsVar: "INTAKE_ALLOWED_HOSTS",
+		Deny: func(w http.ResponseWriter, status int, msg string) {
+			writeJSON(w, status, errorResponse{Error: msg})
+		},
+	}
+	s.handler = s.accessLog(guard.Handler(mux))
 	return s, nil
 }
 
@@ -56,12 +67,15 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 
 // Serve serves on ln until ctx is cancelled, then stops taking connections,
 // lets in-flight requests finish within cfg.ShutdownTimeout and returns
-// nil. A server without a token refuses a listener that is not on a
-// loopback address, whatever cfg.Addr said.
+// nil. A server without a token, or with one shorter than MinTokenBytes,
+// refuses a listener that is not on a loopback address, whatever
+// cfg.Addr said.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && s.cfg.Token == "" && !tcp.IP.IsLoopback() {
-		_ = ln.Close()
-		return ErrNoToken
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok {
+		if err := checkToken(s.cfg.Token, tcp.IP.IsLoopback()); err != nil {
+			_ = ln.Close()
+			return err
+		}
 	}
 	srv := &http.Server{
 		Handler:           s.handler,
@@ -109,11 +123,17 @@ func (s *Server) authorized(r *http.Request) bool {
 	return subtle.ConstantTimeCompare(got[:], s.tokenHash[:]) == 1
 }
 
+// retryAfterRedis is the Retry-After of an answer 503 because Redis did
+// not answer: long enough for a restart or a failover to get somewhere,
+// short enough that a batch waits little once Redis is back.
+const retryAfterRedis = "5"
+
 // health answers 200 when Redis answers, 503 when not: the intake is of no
 // use without its queue.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	if err := s.cfg.Producer.Ping(); err != nil {
 		s.cfg.Logger.Warn().Err(err).Msg("health check: redis unreachable")
+		w.Header().Set("Retry-After", retryAfterRedis)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "redis unreachable"})
 		return
 	}
