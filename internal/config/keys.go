@@ -15,9 +15,11 @@ import (
 // WeChatPay reads the merchant's identity and keys from the environment
 // variables of design.md into a wechatpay.Config. Every problem is reported,
 // each naming its variable, so an operator fixes them in one go. Key
-// material never appears in an error.
-func WeChatPay(env func(string) string) (wechatpay.Config, error) {
-	cfg := wechatpay.Config{
+// material never appears in an error, even when a *_FILE variable holds
+// the key itself instead of its path. warnings name secret files that
+// users other than the owner may read, as ssh warns of a loose key.
+func WeChatPay(env func(string) string) (cfg wechatpay.Config, warnings []string, err error) {
+	cfg = wechatpay.Config{
 		BaseURL:       env("WECHATPAY_BASE_URL"),
 		MchID:         strings.TrimSpace(env("WECHATPAY_MCHID")),
 		MchCertSerial: strings.TrimSpace(env("WECHATPAY_MCH_CERT_SERIAL")),
@@ -37,6 +39,9 @@ func WeChatPay(env func(string) string) (wechatpay.Config, error) {
 		var err error
 		cfg.MchPrivateKey, err = privateKeyFile("WECHATPAY_MCH_PRIVATE_KEY_FILE", v)
 		collect(err)
+		if err == nil {
+			warnings = appendLoose(warnings, "WECHATPAY_MCH_PRIVATE_KEY_FILE", v)
+		}
 	}
 	if v := env("WECHATPAY_PUBLIC_KEY_FILE"); v != "" {
 		var err error
@@ -52,19 +57,46 @@ func WeChatPay(env func(string) string) (wechatpay.Config, error) {
 		var err error
 		cfg.APIv3Key, err = apiV3KeyFile("WECHATPAY_APIV3_KEY_FILE", v)
 		collect(err)
+		if err == nil {
+			warnings = appendLoose(warnings, "WECHATPAY_APIV3_KEY_FILE", v)
+		}
 	}
 	if len(errs) > 0 {
-		return cfg, errors.Join(errs...)
+		return cfg, warnings, errors.Join(errs...)
 	}
-	return cfg, nil
+	return cfg, warnings, nil
+}
+
+// appendLoose adds a warning when the secret file at path (a merchant
+// private key, an APIv3 key) may be read by its group or by others. The
+// worker starts all the same: a container's secret mount may be 0444 by
+// design, but on a shared host anyone who reads the key can sign as the
+// merchant. The path is the operator's own and is shown.
+func appendLoose(warnings []string, name, path string) []string {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return warnings
+	}
+	return append(warnings, fmt.Sprintf("%s: %s is readable by group or others (permissions %04o); anyone who reads it can sign as the merchant: chmod 600 it", name, path, fi.Mode().Perm()))
+}
+
+// looksLikeKey says whether the value of a *_FILE variable is rather the
+// key itself: PEM text, or a line without a path's slash or dot (an APIv3
+// key is 32 letters and digits). Errors then do not repeat it.
+func looksLikeKey(v string) bool {
+	return strings.Contains(v, "-----") || strings.ContainsAny(v, "\r\n") || !strings.ContainsAny(v, "/.")
 }
 
 func readFile(name, path string) ([]byte, error) {
 	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+	switch {
+	case err == nil:
+		return data, nil
+	case looksLikeKey(path):
+		// os's errors repeat the path, which here may be the key.
+		return nil, fmt.Errorf("%s: names no file it can read (the value is not shown: it may be the key itself); set it to the path of the file holding the key", name)
 	}
-	return data, nil
+	return nil, fmt.Errorf("%s: %w", name, err)
 }
 
 // readPEM reads every PEM block of the file named by variable name.

@@ -47,6 +47,10 @@ type Worker struct {
 	Guard Guard
 	// HTTP configures the dashboard and metrics servers.
 	HTTP
+	// Warnings are problems that do not stop the worker but that an
+	// operator should fix, such as a private key file other users may
+	// read; the worker logs each at start.
+	Warnings []string
 }
 
 // DefaultConcurrency keeps enough calls in flight to use a per-merchant
@@ -59,7 +63,9 @@ const DefaultConcurrency = 20
 func LoadWorker(args []string, env func(string) string, output io.Writer) (Worker, error) {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(output)
-	redisURL := fs.String("redis-url", env("REDIS_URL"), "Redis URL (env REDIS_URL)")
+	// REDIS_URL may hold a password: it is read after parsing rather than
+	// made the flag's default, which -h would print.
+	redisURL := fs.String("redis-url", "", "Redis URL (default $REDIS_URL)")
 	queue := fs.String("queue", orDefault(env("QUEUE"), tasks.DefaultQueue), "asynq queue to work (env QUEUE)")
 	concurrency := fs.Int("concurrency", DefaultConcurrency, "imports run at once")
 	minDelay := fs.String("retry-min-delay", orDefault(env("RETRY_MIN_DELAY"), tasks.DefaultRetryMinDelay.String()), "shortest retry backoff (env RETRY_MIN_DELAY)")
@@ -82,6 +88,9 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 		return Worker{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 
+	if *redisURL == "" {
+		*redisURL = env("REDIS_URL")
+	}
 	w := Worker{Queue: *queue, Concurrency: *concurrency, ShutdownTimeout: *shutdown, LogLevel: *logLevel}
 	var errs []error
 	var err error
@@ -121,7 +130,7 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 	}
 	if !w.DashboardOnly {
 		// Serving the dashboard needs Redis only.
-		w.WeChat, err = WeChatPay(wenv)
+		w.WeChat, w.Warnings, err = WeChatPay(wenv)
 		w.WeChat.AllowHTTP = *allowHTTP
 		if err == nil {
 			err = w.WeChat.Validate()

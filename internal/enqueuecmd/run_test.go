@@ -176,6 +176,26 @@ func TestRedisURLErrors(t *testing.T) {
 	}
 }
 
+// TestHelpShowsNoSecret: no usage text of enqueue shows a value taken
+// from REDIS_URL (which may hold a password) or INTAKE_TOKEN.
+func TestHelpShowsNoSecret(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"REDIS_URL": "redis://default:s3cretRedis@10.0.0.1:6379/0", "INTAKE_TOKEN": "s3cretIntakeToken0123456789"}
+	runs := [][]string{{"-h"}, {"dead", "-h"}, {"nope"}}
+	for _, cmd := range commands {
+		runs = append(runs, []string{cmd.name, "-h"}, []string{cmd.name, "--no-such-flag"})
+	}
+	runs = append(runs, []string{"dead", "list", "-h"}, []string{"dead", "replay", "-h"})
+	for _, args := range runs {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			t.Parallel()
+			got := (&testBundle{env: env}).runRaw(context.Background(), nil, args...)
+			require.NotEmpty(t, got.stderr)
+			require.NotContains(t, got.stdout+got.stderr, "s3cret")
+		})
+	}
+}
+
 func TestQueueFromEnvironment(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
