@@ -8,6 +8,7 @@ import (
 
 	"github.com/cardimport/cardimport/internal/guard"
 	"github.com/cardimport/cardimport/internal/redisconn"
+	"github.com/cardimport/cardimport/internal/termsafe"
 )
 
 const circuitAbout = `Shows the queue's circuit breaker to WeChat Pay, as every worker of the queue
@@ -49,7 +50,7 @@ func runCircuit(ctx context.Context, c *cli, args []string) int {
 		c.errorf("circuit: %v", err)
 		return exitFailure
 	}
-	fmt.Fprintln(c.stdout, formatCircuit(s))
+	fmt.Fprintln(c.stdout, termsafe.String(formatCircuit(s)))
 	return exitOK
 }
 

@@ -2,7 +2,6 @@ package enqueuecmd
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cardimport/cardimport/internal/deadletter"
+	"github.com/cardimport/cardimport/internal/termsafe"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -148,7 +148,6 @@ func runDeadList(ctx context.Context, c *cli, args []string) int {
 	defer store.Close()
 
 	var listed, replayed int
-	enc := json.NewEncoder(c.stdout)
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 	if !*asJSON {
 		fmt.Fprintln(tw, "OUT_REQUEST_NO\tCARD_ID\tOPENID\tREASON\tHTTP\tCODE\tATTEMPTS\tLAST_FAILURE\tSTATE\tMESSAGE")
@@ -164,15 +163,17 @@ func runDeadList(ctx context.Context, c *cli, args []string) int {
 			replayed++
 		}
 		if *asJSON {
-			if err := enc.Encode(r); err != nil {
+			if err := writeJSON(c.stdout, r); err != nil {
 				c.errorf("dead list: %v", err)
 				return exitFailure
 			}
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.OutRequestNo, dash(r.CardID), dash(r.OpenIDMasked),
-			r.Reason, dash(httpStatus(r.HTTPStatus)), dash(r.WeChatCode), r.Attempts,
-			r.LastFailedAt.Format(time.RFC3339), r.State, truncate(r.Message, 60))
+		// Every cell comes from Redis: cell escapes what a terminal would
+		// obey, and the tabs and line breaks that would shift the table.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", cell(r.OutRequestNo), cell(r.CardID), cell(r.OpenIDMasked),
+			cell(string(r.Reason)), cell(httpStatus(r.HTTPStatus)), cell(r.WeChatCode), r.Attempts,
+			r.LastFailedAt.Format(time.RFC3339), cell(string(r.State)), cell(truncate(r.Message, 60)))
 	}
 	if err := tw.Flush(); err != nil {
 		c.errorf("dead list: %v", err)
@@ -370,11 +371,12 @@ func (rp *deadReplay) failure(no string, err error) {
 	rp.c.errorf("dead replay: out_request_no=%s: %v", no, err)
 }
 
-func dash(s string) string {
+// cell is a table cell: "-" for nothing, and never a control character.
+func cell(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return termsafe.String(s)
 }
 
 func httpStatus(n int) string {

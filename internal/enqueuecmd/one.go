@@ -73,6 +73,7 @@ func runOne(ctx context.Context, c *cli, args []string) int {
 		c.errorf("out_request_no=%s: %v", p.OutRequestNo, err)
 		return exitFailure
 	case duplicate:
+		// Validate allowed only letters, digits and | _ * - in the number.
 		fmt.Fprintf(c.stdout, "duplicate out_request_no=%s\n", p.OutRequestNo)
 	default:
 		fmt.Fprintf(c.stdout, "enqueued out_request_no=%s\n", p.OutRequestNo)

@@ -3,7 +3,6 @@ package enqueuecmd
 import (
 	"context"
 	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -171,10 +170,11 @@ func parseSince(v string, now time.Time) (time.Time, error) {
 }
 
 // eventWriter writes outcome events as CSV (with the header first) or JSON
-// lines.
+// lines. JSON lines go through termsafe.JSON, like every JSON the command
+// prints; CSV is data for other programs and is written as it is.
 type eventWriter struct {
 	csv  *csv.Writer
-	json *json.Encoder
+	json io.Writer
 	head bool
 }
 
@@ -182,12 +182,12 @@ func newEventWriter(w io.Writer, format string) *eventWriter {
 	if format == "csv" {
 		return &eventWriter{csv: csv.NewWriter(w)}
 	}
-	return &eventWriter{json: json.NewEncoder(w)}
+	return &eventWriter{json: w}
 }
 
 func (w *eventWriter) write(e results.Event) error {
 	if w.json != nil {
-		return w.json.Encode(e)
+		return writeJSON(w.json, e)
 	}
 	if !w.head {
 		w.head = true

@@ -10,11 +10,14 @@ package enqueuecmd
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 
 	redislogging "github.com/redis/go-redis/v9/logging"
+
+	"github.com/cardimport/cardimport/internal/termsafe"
 )
 
 // Exit codes, as design.md fixes them for `enqueue file`: 2 says a member
@@ -54,9 +57,27 @@ type cli struct {
 	stderr io.Writer
 }
 
-// errorf prints one error line on standard error.
+// errorf prints an error on standard error, "enqueue: " before each of
+// its lines. Errors quote what Redis, a file or a flag held (an
+// out_request_no, a dead letter's message), so each line goes through
+// termsafe.String: no control character reaches the terminal.
 func (c *cli) errorf(format string, args ...any) {
-	fmt.Fprintf(c.stderr, "enqueue: "+format+"\n", args...)
+	for _, line := range strings.Split(fmt.Sprintf(format, args...), "\n") {
+		fmt.Fprintf(c.stderr, "enqueue: %s\n", termsafe.String(line))
+	}
+}
+
+// writeJSON writes v as one JSON line. encoding/json escapes control
+// characters below U+0020 but leaves DEL, C1 controls and bidi overrides,
+// which termsafe.JSON escapes, so a record piped to a terminal is as safe
+// as the table.
+func writeJSON(w io.Writer, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(termsafe.JSON(append(data, '\n')))
+	return err
 }
 
 // Run runs the enqueue command with args (without the program name) and
@@ -64,7 +85,8 @@ func (c *cli) errorf(format string, args ...any) {
 // unreachable, a file that cannot be read, Ctrl-C), 2 on a usage error or
 // when a member was refused as invalid. Configuration comes from getenv
 // (REDIS_URL, QUEUE), flags override it. Nothing it prints on stdout or
-// stderr shows a member's openid.
+// stderr shows a member's openid, a secret from the environment, or a
+// control character taken from Redis or a file.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// go-redis logs each failed dial on its own; the command reports the
 	// failure once, as an "enqueue: …" line.
@@ -109,7 +131,12 @@ environment:
   REDIS_URL     the Redis to enqueue into: redis://host:port/db, rediss://...,
                 redis-sentinel://... (--redis-url overrides it)
   QUEUE         the queue to enqueue into (--queue overrides it)
-  INTAKE_TOKEN  bearer token requests to enqueue serve must carry
+  INTAKE_TOKEN  bearer token requests to enqueue serve must carry (at least
+                16 bytes unless serve listens on loopback)
+  INTAKE_ALLOWED_HOSTS
+                host names, comma-separated, that requests to enqueue serve
+                may name in their Host header besides its address and
+                loopback (e.g. the name of a proxy in front of it)
 `
 
 const exitHelp = `

@@ -2,7 +2,6 @@ package enqueuecmd
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/cardimport/cardimport/internal/redisconn"
+	"github.com/cardimport/cardimport/internal/termsafe"
 	"github.com/cardimport/cardimport/results"
 )
 
@@ -127,9 +127,8 @@ func runRuns(ctx context.Context, c *cli, args []string) int {
 
 func printRuns(w io.Writer, runs []results.Run, asJSON bool) {
 	if asJSON {
-		enc := json.NewEncoder(w)
 		for _, r := range runs {
-			_ = enc.Encode(r)
+			_ = writeJSON(w, r)
 		}
 		return
 	}
@@ -140,9 +139,9 @@ func printRuns(w io.Writer, runs []results.Run, asJSON bool) {
 		if r.Settled() {
 			settled = r.SettledAt.Format(time.RFC3339)
 		}
-		// Run IDs are validated (letters, digits, _ . : -): safe on a
-		// terminal.
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", r.ID, r.StartedAt.Format(time.RFC3339),
+		// Run IDs are validated when a run starts, but read back from
+		// Redis, which anyone who can write to it fills.
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", cell(r.ID), r.StartedAt.Format(time.RFC3339),
 			r.Enqueued, r.Duplicates, r.Invalid, r.Imported, r.AlreadyMember, r.Dead, r.Waiting, settled)
 	}
 	_ = tw.Flush()
@@ -187,10 +186,10 @@ func followRun(ctx context.Context, c *cli, rs *results.Store, id string) (resul
 		case bar != nil:
 			bar.ChangeMax64(max(r.Enqueued, 1))
 			_ = bar.Set64(done)
-			bar.Describe(fmt.Sprintf("run %s: imported %d, already %d, dead %d, waiting %d", r.ID, r.Imported, r.AlreadyMember, r.Dead, r.Waiting))
+			bar.Describe(fmt.Sprintf("run %s: imported %d, already %d, dead %d, waiting %d", termsafe.String(r.ID), r.Imported, r.AlreadyMember, r.Dead, r.Waiting))
 		case first || r != last:
 			fmt.Fprintf(c.stderr, "run=%s enqueued=%d imported=%d already_member=%d dead=%d waiting=%d\n",
-				r.ID, r.Enqueued, r.Imported, r.AlreadyMember, r.Dead, r.Waiting)
+				termsafe.String(r.ID), r.Enqueued, r.Imported, r.AlreadyMember, r.Dead, r.Waiting)
 		}
 		last = r
 		if r.Settled() {

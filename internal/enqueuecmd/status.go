@@ -2,7 +2,6 @@ package enqueuecmd
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/cardimport/cardimport/internal/deadletter"
 	"github.com/cardimport/cardimport/internal/guard"
 	"github.com/cardimport/cardimport/internal/redisconn"
+	"github.com/cardimport/cardimport/internal/termsafe"
 )
 
 const statusAbout = `Shows where the import of one out_request_no stands: its state (pending,
@@ -77,7 +77,7 @@ func runStatus(ctx context.Context, c *cli, args []string) int {
 	}
 	rep.Circuit = &circuit
 	if *asJSON {
-		if err := json.NewEncoder(c.stdout).Encode(rep); err != nil {
+		if err := writeJSON(c.stdout, rep); err != nil {
 			c.errorf("status: %v", err)
 			return exitFailure
 		}
@@ -89,9 +89,11 @@ func runStatus(ctx context.Context, c *cli, args []string) int {
 
 func (rep statusReport) print(c *cli) {
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	// Values come from Redis: termsafe keeps their control characters,
+	// tabs and line breaks off the terminal and out of the layout.
 	line := func(k, v string) {
 		if v != "" {
-			fmt.Fprintf(tw, "%s\t%s\n", k, v)
+			fmt.Fprintf(tw, "%s\t%s\n", k, termsafe.String(v))
 		}
 	}
 	stamp := func(t time.Time) string {
