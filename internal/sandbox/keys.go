@@ -146,12 +146,10 @@ func saveWeChatSide(dir string, k *wechatpaytest.Keys) error {
 		}
 		b = append(b, pem.EncodeToMemory(&pem.Block{Type: blk.typ, Headers: blk.headers, Bytes: der})...)
 	}
-	path := filepath.Join(dir, FileWeChatSide)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("save keys: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	// Not os.WriteFile of a fixed "….tmp" name: a file planted there
+	// beforehand keeps its own permissions (0666, say), and a symbolic link
+	// there is written through.
+	if err := wechatpaytest.WriteKeyFile(filepath.Join(dir, FileWeChatSide), b, 0o600); err != nil {
 		return fmt.Errorf("save keys: %w", err)
 	}
 	return nil

@@ -7,6 +7,8 @@ import (
 	"crypto/x509/pkix"
 	"fmt"
 	"math/big"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -143,6 +145,39 @@ func newSerialNumber() *big.Int {
 	_, _ = rand.Read(b) // crypto/rand.Read never fails; it crashes instead.
 	b[0] = b[0]&0x7f | 0x10
 	return new(big.Int).SetBytes(b)
+}
+
+// WriteKeyFile replaces the file at path with data, readable as perm says,
+// the way a key file must be written where others may have been first. The
+// data goes into a new file of a random name that only this call can have
+// created (O_EXCL), 0600 from the start and changed to perm through its
+// descriptor, so neither a file planted in the directory (a loose
+// "key.pem.tmp", a symbolic link to another file) nor a link swapped in
+// meanwhile is ever written through or chmodded. A rename then puts it in
+// place: a reader never sees half a key, and a link at path is replaced,
+// not followed.
+func WriteKeyFile(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // fails harmlessly once renamed
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 // certSerial formats a certificate's serial the way wechatpay-go's
