@@ -6,6 +6,7 @@ package logging
 import (
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -48,10 +49,21 @@ func MaskOpenID(openid string) string {
 }
 
 // MaskOpenIDIn masks every occurrence of openid in s, for texts that
-// may quote it: WeChat's error messages, a task's last error.
+// may quote it: WeChat's error messages, a task's last error. Occurrences
+// in another letter case are masked too: a message that echoes the openid
+// upper- or lower-cased still names the member. Matching follows Unicode
+// case folding, so even a Kelvin sign standing for a 'k' is caught. It
+// runs on error paths only, where compiling a pattern costs nothing that
+// matters.
 func MaskOpenIDIn(s, openid string) string {
-	if openid == "" || !strings.Contains(s, openid) {
+	if openid == "" {
 		return s
 	}
-	return strings.ReplaceAll(s, openid, MaskOpenID(openid))
+	if !utf8.ValidString(openid) {
+		// No pattern matches bytes that are not UTF-8; no validated
+		// openid holds them.
+		return strings.ReplaceAll(s, openid, MaskOpenID(openid))
+	}
+	re := regexp.MustCompile("(?i)" + regexp.QuoteMeta(openid))
+	return re.ReplaceAllLiteralString(s, MaskOpenID(openid))
 }
