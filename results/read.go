@@ -14,6 +14,10 @@ import (
 // pageSize is how many stream entries one read takes.
 const pageSize = 1000
 
+// pageScan bounds the entries one Page call reads looking for a run's
+// outcomes among other runs': a few milliseconds of Redis time.
+const pageScan = 20000
+
 // Filter narrows what Export and Page return.
 type Filter struct {
 	// Run keeps only the run's outcomes. Defaults to every run.
@@ -76,9 +80,9 @@ func (s *Store) Export(ctx context.Context, f Filter, fn func(Event) error) erro
 
 // Page returns up to limit outcomes that f selects after the cursor (""
 // for the start), latest outcome of each member only, and the cursor to
-// pass next. It scans at most ten pages' worth of entries per call, so a
-// run's page may hold fewer than limit outcomes while more follow: the
-// cursor is "" only when the stream has nothing more.
+// pass next. It scans at most pageScan entries per call (or ten pages'
+// worth, if more), so a run's page may hold fewer than limit outcomes while
+// more follow: the cursor is "" only when the stream has nothing more.
 func (s *Store) Page(ctx context.Context, f Filter, after string, limit int) ([]Event, string, error) {
 	if after != "" && !validID(after) {
 		return nil, "", ErrBadCursor
@@ -95,8 +99,9 @@ func (s *Store) Page(ctx context.Context, f Filter, after string, limit int) ([]
 		start = strconv.FormatInt(f.Since.UnixMilli(), 10)
 	}
 	var out []Event
-	for scanned := 0; scanned < 10*limit; {
-		msgs, err := s.rdb.XRangeN(ctx, s.keys.stream, start, "+", int64(limit)).Result()
+	batch := max(limit, pageSize)
+	for scanned := 0; scanned < max(10*limit, pageScan); {
+		msgs, err := s.rdb.XRangeN(ctx, s.keys.stream, start, "+", int64(batch)).Result()
 		if err != nil {
 			return nil, "", fmt.Errorf("results: read outcomes: %w", err)
 		}
@@ -109,7 +114,7 @@ func (s *Store) Page(ctx context.Context, f Filter, after string, limit int) ([]
 				}
 			}
 		}
-		if len(msgs) < limit {
+		if len(msgs) < batch {
 			return out, "", nil
 		}
 		scanned += len(msgs)
@@ -137,7 +142,9 @@ type Follower struct {
 	stream   string
 	group    string
 	consumer string
-	// Block is how long one read waits for new events. Defaults to 5 s.
+	// Block is how long one read waits for new events, and so how long a
+	// cancelled Follow may take to return (a blocked read is not cut
+	// short). Defaults to 1 s.
 	Block time.Duration
 }
 
@@ -152,7 +159,7 @@ func NewFollower(rdb redis.UniversalClient, queue, group, consumer string) (*Fol
 	case consumer == "":
 		return nil, errors.New("results: consumer: must not be empty")
 	}
-	return &Follower{rdb: rdb, stream: StreamKey(queue), group: group, consumer: consumer, Block: 5 * time.Second}, nil
+	return &Follower{rdb: rdb, stream: StreamKey(queue), group: group, consumer: consumer, Block: time.Second}, nil
 }
 
 // Follow calls fn with each event of the group that reaches this consumer,
@@ -199,7 +206,9 @@ func (f *Follower) Follow(ctx context.Context, fn func(context.Context, Event) e
 				if err := fn(ctx, eventFrom(m.ID, m.Values)); err != nil {
 					return err
 				}
-				if err := f.rdb.XAck(ctx, f.stream, f.group, m.ID).Err(); err != nil {
+				// Acknowledged even if ctx ended meanwhile: the event
+				// was handled, and would otherwise come again.
+				if err := f.rdb.XAck(context.WithoutCancel(ctx), f.stream, f.group, m.ID).Err(); err != nil {
 					return fmt.Errorf("results: ack: %w", err)
 				}
 			}

@@ -69,6 +69,20 @@ func (e Event) fields() []any {
 	}
 }
 
+// DecodeEvent decodes an entry of the outcome stream (StreamKey), as
+// XREADGROUP returns it, for readers of their own.
+func DecodeEvent(id string, values map[string]any) Event { return eventFrom(id, values) }
+
+// DecodeSettlement decodes an entry of the run events stream
+// (RunEventsKey): the run as it settled.
+func DecodeSettlement(values map[string]any) Run {
+	h := make(map[string]string, len(values))
+	for k, v := range values {
+		h[k], _ = v.(string)
+	}
+	return decodeRun(h["run"], h)
+}
+
 // eventFrom decodes a stream entry.
 func eventFrom(id string, v map[string]any) Event {
 	s := func(k string) string { x, _ := v[k].(string); return x }
@@ -101,13 +115,20 @@ type keys struct {
 	deadEvents string // hash: out_request_no → ID of its dead event, while dead
 	runs       string // zset: run IDs by start time
 	runPrefix  string // hash per run: its counts
+	runEvents  string // stream: each run's settlement
 }
 
 func newKeys(queue string) keys {
 	p := "cardimport:{" + queue + "}:"
 	return keys{stream: p + "results", superseded: p + "results:superseded", deadEvents: p + "results:dead",
-		runs: p + "runs", runPrefix: p + "run:"}
+		runs: p + "runs", runPrefix: p + "run:", runEvents: p + "runs:settled"}
 }
+
+// RunEventsKey is the Redis Stream of queue's run settlements: one entry
+// each time a run settles, with its counts (run, enqueued, duplicates,
+// invalid, imported, already_member, dead, started_at and settled_at in
+// Unix milliseconds).
+func RunEventsKey(queue string) string { return newKeys(queue).runEvents }
 
 // StreamKey is the Redis Stream of queue's outcomes, for readers in other
 // languages (XREADGROUP on it; every field is a string).

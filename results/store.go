@@ -80,13 +80,12 @@ type Settlement struct {
 // returns the event's ID, or "" when nothing new was recorded.
 func (s *Store) Settle(ctx context.Context, k SettleKeys, st Settlement) (string, error) {
 	e := st.Event
-	run := ""
-	if e.Run != "" {
-		run = s.keys.runPrefix + e.Run
-	}
+	// Every key is passed, the run's too when there is none (its ARGV is
+	// then empty): on Redis Cluster a script's keys must share a slot,
+	// and an empty key name would not.
 	args := append([]any{string(st.Result), e.Outcome, e.OutRequestNo, e.Run, s.retention.Milliseconds()}, e.fields()...)
 	id, err := settleScript.Run(ctx, s.rdb,
-		[]string{k.Task, k.DeadRecord, k.DeadIndex, run, s.keys.stream, s.keys.deadEvents, s.keys.superseded},
+		[]string{k.Task, k.DeadRecord, k.DeadIndex, s.keys.runPrefix + e.Run, s.keys.stream, s.keys.deadEvents, s.keys.superseded, s.keys.runEvents},
 		args...).Text()
 	if err != nil {
 		return "", fmt.Errorf("results: settle: %w", err)
@@ -100,13 +99,19 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
-// settledCheck sets a closed run's settled_at once nothing is left waiting.
+// settledCheck sets a closed run's settled_at once nothing is left waiting,
+// and appends the settlement to the queue's run events (KEYS stream,
+// ARGV id), trimmed to the retention like the outcomes.
 const settledCheck = `
-local function settle_if_done(run, now)
-  local r = redis.call('HMGET', run, 'enqueued', 'imported', 'already_member', 'dead', 'closed', 'settled_at')
+local function settle_if_done(run, id, events, now, retention)
+  local r = redis.call('HMGET', run, 'enqueued', 'imported', 'already_member', 'dead', 'closed', 'settled_at', 'duplicates', 'invalid', 'started_at')
   local done = tonumber(r[2] or '0') + tonumber(r[3] or '0') + tonumber(r[4] or '0')
   if r[5] == '1' and done >= tonumber(r[1] or '0') and not r[6] then
     redis.call('HSET', run, 'settled_at', now)
+    redis.call('XADD', events, 'MINID', '~', tostring(now - retention), '*', 'run', id,
+      'enqueued', r[1] or '0', 'duplicates', r[7] or '0', 'invalid', r[8] or '0',
+      'imported', r[2] or '0', 'already_member', r[3] or '0', 'dead', r[4] or '0',
+      'started_at', r[9] or '0', 'settled_at', tostring(now))
   end
 end
 `
@@ -142,12 +147,12 @@ else
   redis.call('HSET', KEYS[6], ARGV[3], id)
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - retention)
-if KEYS[4] ~= '' then
+if ARGV[4] ~= '' then
   if wasDead then redis.call('HINCRBY', KEYS[4], 'dead', -1) end
   redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
   redis.call('HSET', KEYS[4], 'updated_at', now)
   redis.call('PEXPIRE', KEYS[4], retention)
-  settle_if_done(KEYS[4], now)
+  settle_if_done(KEYS[4], ARGV[4], KEYS[8], now, retention)
 end
 return id
 `)
@@ -217,19 +222,19 @@ func (s *Store) CountEnqueued(ctx context.Context, id string, enqueued, duplicat
 	return nil
 }
 
-// closeScript: KEYS run hash. Marks the run closed and settles it if
-// nothing is left waiting.
+// closeScript: KEYS run hash, run events; ARGV run id, retention ms.
+// Marks the run closed and settles it if nothing is left waiting.
 var closeScript = redis.NewScript(nowMillis + settledCheck + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'closed', '1')
-settle_if_done(KEYS[1], now)
+settle_if_done(KEYS[1], ARGV[1], KEYS[2], now, tonumber(ARGV[2]))
 return 1
 `)
 
 // CloseRun says its producer enqueued everything: the run settles once
 // nothing is left waiting.
 func (s *Store) CloseRun(ctx context.Context, id string) error {
-	if err := closeScript.Run(ctx, s.rdb, []string{s.keys.runPrefix + id}).Err(); err != nil {
+	if err := closeScript.Run(ctx, s.rdb, []string{s.keys.runPrefix + id, s.keys.runEvents}, id, s.retention.Milliseconds()).Err(); err != nil {
 		return fmt.Errorf("results: close run: %w", err)
 	}
 	return nil
@@ -288,4 +293,35 @@ func (s *Store) Runs(ctx context.Context, limit int64) ([]Run, error) {
 		}
 	}
 	return runs, nil
+}
+
+// maxRunsScanned bounds the runs InProgress reads: the runs index keeps a
+// retention's worth, which a nightly import makes a few dozen.
+const maxRunsScanned = 10000
+
+// InProgress counts the runs not yet settled, among the newest
+// maxRunsScanned.
+func (s *Store) InProgress(ctx context.Context) (int64, error) {
+	ids, err := s.rdb.ZRevRange(ctx, s.keys.runs, 0, maxRunsScanned-1).Result()
+	if err != nil {
+		return 0, fmt.Errorf("results: runs in progress: %w", err)
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HMGet(ctx, s.keys.runPrefix+id, "started_at", "settled_at")
+	}
+	if len(ids) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return 0, fmt.Errorf("results: runs in progress: %w", err)
+		}
+	}
+	var n int64
+	for _, c := range cmds {
+		v := c.Val()
+		if len(v) == 2 && v[0] != nil && v[1] == nil {
+			n++
+		}
+	}
+	return n, nil
 }

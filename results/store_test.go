@@ -82,6 +82,12 @@ func TestRunCountsAndSettles(t *testing.T) {
 	b.settle(t, "no-3", run, results.OutcomeDead, "")
 	r = b.run(t, run)
 	require.True(t, r.Settled())
+	settled, err := b.rdb.XRange(ctx, results.RunEventsKey(b.queue), "-", "+").Result()
+	require.NoError(t, err)
+	require.Len(t, settled, 1, "one settlement event")
+	require.Equal(t, run, settled[0].Values["run"])
+	require.Equal(t, "1", settled[0].Values["dead"])
+	require.Equal(t, "3", settled[0].Values["enqueued"])
 	require.Equal(t, results.Run{ID: run, Enqueued: 3, Duplicates: 1, Invalid: 2, Imported: 1, AlreadyMember: 1, Dead: 1,
 		StartedAt: r.StartedAt, Closed: true, SettledAt: r.SettledAt}, r)
 

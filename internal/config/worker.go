@@ -16,6 +16,7 @@ import (
 
 	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/internal/wechatpay"
+	"github.com/cardimport/cardimport/internal/webhook"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -45,6 +46,10 @@ type Worker struct {
 	WeChat wechatpay.Config
 	// Guard is the shared rate limit and the circuit breaker.
 	Guard Guard
+	// Webhook is where outcomes are pushed (WEBHOOK_URL, WEBHOOK_SECRET),
+	// read from the environment only: a secret is never a flag's default
+	// that -h would print.
+	Webhook webhook.Config
 	// HTTP configures the dashboard and metrics servers.
 	HTTP
 	// Warnings are problems that do not stop the worker but that an
@@ -115,6 +120,10 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 	}
 	if w.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("--concurrency: must be at least 1, got %d", w.Concurrency))
+	}
+	w.Webhook = webhook.Config{URL: strings.TrimSpace(env("WEBHOOK_URL")), Secret: env("WEBHOOK_SECRET")}
+	if err := w.Webhook.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if w.ResultsRetention, err = ParseRetention(*retention); err != nil {
 		errs = append(errs, fmt.Errorf("RESULTS_RETENTION: %w", err))

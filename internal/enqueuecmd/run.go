@@ -47,6 +47,7 @@ var commands = []command{
 	{name: "circuit", summary: "show the circuit breaker and rate slowdown the workers share", run: runCircuit},
 	{name: "runs", summary: "list runs, show one's counts (runs show ID) or wait for one to settle (runs wait ID)", run: runRuns},
 	{name: "results", summary: "export the members' outcomes (results export) or follow them as they come (results follow)", run: runResults},
+	{name: "webhooks", summary: "show the webhook deliveries, list the dead ones (webhooks dead) or put them back (webhooks replay)", run: runWebhooks},
 }
 
 // cli is what a subcommand may touch of the process.

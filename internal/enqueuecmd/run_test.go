@@ -115,13 +115,13 @@ func TestRunDispatch(t *testing.T) {
 	}{
 		{name: "no command", args: nil, wantCode: 1, wantStderr: "usage: enqueue COMMAND"},
 		{name: "help", args: []string{"-h"}, wantCode: 0, wantStderr: "usage: enqueue COMMAND"},
-		{name: "help word", args: []string{"help"}, wantCode: 0, wantStderr: "  file     enqueue the import of every member"},
+		{name: "help word", args: []string{"help"}, wantCode: 0, wantStderr: "  file      enqueue the import of every member"},
 		{name: "unknown command", args: []string{"frobnicate"}, wantCode: 1, wantStderr: `enqueue: unknown command "frobnicate" (enqueue -h lists them)`},
 		{name: "one -h", args: []string{"one", "-h"}, wantCode: 0, wantStderr: "usage: enqueue one --card-id CARD"},
 		{name: "file -h", args: []string{"file", "-h"}, wantCode: 0, wantStderr: "enqueued=N duplicates=M invalid=K"},
 		{name: "file -h names dry run", args: []string{"file", "-h"}, wantCode: 0, wantStderr: "-dry-run"},
 		{name: "serve -h", args: []string{"serve", "-h"}, wantCode: 0, wantStderr: `Authorization: Bearer $INTAKE_TOKEN`},
-		{name: "help lists serve", args: []string{"-h"}, wantCode: 0, wantStderr: "  serve    serve the HTTP intake"},
+		{name: "help lists serve", args: []string{"-h"}, wantCode: 0, wantStderr: "  serve     serve the HTTP intake"},
 		{name: "unknown flag", args: []string{"file", "--frob", "x.csv"}, wantCode: 1, wantStdout: "enqueued=0 duplicates=0 invalid=0\n", wantStderr: "flag provided but not defined: -frob"},
 	}
 	for _, tt := range tests {

@@ -15,9 +15,10 @@ type deadLetterCollector struct {
 	count func(context.Context) (int64, error)
 }
 
-func newDeadLetterCollector(queue string, count func(context.Context) (int64, error)) *deadLetterCollector {
+// newGauge is a gauge of the queue read from Redis at each scrape.
+func newGauge(name, help, queue string, count func(context.Context) (int64, error)) *deadLetterCollector {
 	return &deadLetterCollector{
-		desc:  prometheus.NewDesc(DeadLetters, "Imports recorded in the dead-letter store: refused for good or out of retries, awaiting an operator.", []string{"queue"}, nil),
+		desc:  prometheus.NewDesc(name, help, []string{"queue"}, nil),
 		queue: queue,
 		count: count,
 	}

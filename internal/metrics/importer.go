@@ -98,3 +98,9 @@ func sanitizeCode(code string) string {
 	}
 	return code
 }
+
+// ObserveWebhook counts one webhook delivery by its result and times it.
+func (m *Metrics) ObserveWebhook(result string, d time.Duration) {
+	m.webhooks.WithLabelValues(result).Inc()
+	m.webhookDuration.WithLabelValues(result).Observe(d.Seconds())
+}

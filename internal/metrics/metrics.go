@@ -31,6 +31,9 @@ type Config struct {
 	// DeadLetters counts the dead-letter store's records, at each scrape
 	// (deadletter.Store.Count). Defaults to none: no gauge.
 	DeadLetters func(context.Context) (int64, error)
+	// RunsInProgress counts the queue's runs not yet settled, at each
+	// scrape (results.Store.InProgress). Defaults to none.
+	RunsInProgress func(context.Context) (int64, error)
 	// Extra collectors are registered as they are, for parts that bring
 	// their own metrics, such as the circuit breaker's
 	// (guard.NewCollector). Defaults to none.
@@ -41,8 +44,14 @@ type Config struct {
 
 // Metric names, for dashboards and alerts.
 const (
-	ImportsTotal        = "cardimport_imports_total"
-	CardListCallsTotal  = "cardimport_card_list_calls_total"
+	ImportsTotal       = "cardimport_imports_total"
+	CardListCallsTotal = "cardimport_card_list_calls_total"
+	// WebhookDeliveriesTotal and WebhookDeliverySeconds count and time
+	// the webhook deliveries.
+	WebhookDeliveriesTotal = "cardimport_webhook_deliveries_total"
+	WebhookDeliverySeconds = "cardimport_webhook_delivery_duration_seconds"
+	// RunsInProgress is how many of the queue's runs have not settled.
+	RunsInProgress      = "cardimport_runs_in_progress"
 	CallDurationSeconds = "cardimport_wechat_call_duration_seconds"
 	DeadLetters         = "cardimport_dead_letters"
 )
@@ -52,12 +61,14 @@ const collectTimeout = 5 * time.Second
 
 // Metrics is the worker's registry.
 type Metrics struct {
-	reg       *prometheus.Registry
-	imports   *prometheus.CounterVec
-	duration  *prometheus.HistogramVec
-	cardLists *prometheus.CounterVec
-	inspector *asynq.Inspector
-	log       zerolog.Logger
+	reg             *prometheus.Registry
+	imports         *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	cardLists       *prometheus.CounterVec
+	webhooks        *prometheus.CounterVec
+	webhookDuration *prometheus.HistogramVec
+	inspector       *asynq.Inspector
+	log             zerolog.Logger
 }
 
 // New returns the registry with every collector cfg asks for.
@@ -76,6 +87,15 @@ func New(cfg Config) (*Metrics, error) {
 			Name: ImportsTotal,
 			Help: "Import attempts that reached WeChat Pay, by how they ended (imported, already_member, refused, transient, unverified, rate_limited, systemic) and WeChat's error code.",
 		}, []string{"outcome", "wechat_code"}),
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: WebhookDeliveriesTotal,
+			Help: "Webhook deliveries by result: delivered (2xx), refused (another status), redirected (3xx, not followed), unreachable (no answer).",
+		}, []string{"result"}),
+		webhookDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    WebhookDeliverySeconds,
+			Help:    "Duration of webhook deliveries, by result; a delivery gives up after 10 s.",
+			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+		}, []string{"result"}),
 		cardLists: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: CardListCallsTotal,
 			Help: "Calls listing a member's cards (asked to confirm an already-member), by outcome (listed, or the kind of the failure).",
@@ -95,13 +115,16 @@ func New(cfg Config) (*Metrics, error) {
 		m.duration.WithLabelValues(o)
 	}
 	toRegister := []prometheus.Collector{
-		m.imports, m.duration, m.cardLists,
+		m.imports, m.duration, m.cardLists, m.webhooks, m.webhookDuration,
 		asynqmetrics.NewQueueMetricsCollector(m.inspector),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}
 	if cfg.DeadLetters != nil {
-		toRegister = append(toRegister, newDeadLetterCollector(cfg.Queue, cfg.DeadLetters))
+		toRegister = append(toRegister, newGauge(DeadLetters, "Imports recorded in the dead-letter store: refused for good or out of retries, awaiting an operator.", cfg.Queue, cfg.DeadLetters))
+	}
+	if cfg.RunsInProgress != nil {
+		toRegister = append(toRegister, newGauge(RunsInProgress, "Runs of the queue not yet settled: members still waiting, or their producer still enqueueing.", cfg.Queue, cfg.RunsInProgress))
 	}
 	toRegister = append(toRegister, cfg.Extra...)
 	for _, c := range toRegister {

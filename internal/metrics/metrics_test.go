@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -231,4 +232,27 @@ func newGauge(name string, v float64) prometheus.Gauge {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: "test"})
 	g.Set(v)
 	return g
+}
+
+// TestWebhookAndRunMetrics: webhook deliveries by result with their
+// latency, and the runs in progress read at each scrape.
+func TestWebhookAndRunMetrics(t *testing.T) {
+	t.Parallel()
+	r := redistest.NewPrivate(t)
+	m, url := serve(t, metrics.Config{Redis: r.Opt, RunsInProgress: func(context.Context) (int64, error) { return 2, nil }})
+	m.ObserveWebhook("delivered", 30*time.Millisecond)
+	m.ObserveWebhook("delivered", 40*time.Millisecond)
+	m.ObserveWebhook("unreachable", 10*time.Second)
+	got := metricstest.Scrape(t, url)
+	for result, want := range map[string]float64{"delivered": 2, "unreachable": 1} {
+		v, ok := got.Value(metrics.WebhookDeliveriesTotal, "result", result)
+		require.True(t, ok)
+		require.Equal(t, want, v)
+		n, ok := got.Value(metrics.WebhookDeliverySeconds, "result", result)
+		require.True(t, ok)
+		require.Equal(t, want, n, "deliveries timed")
+	}
+	v, ok := got.Value(metrics.RunsInProgress, "queue", "membercard")
+	require.True(t, ok)
+	require.Equal(t, 2.0, v)
 }

@@ -51,11 +51,12 @@ func startSide(cfg config.Worker, log zerolog.Logger) (_ *sideServers, err error
 			return nil, err
 		}
 		s.metrics, err = metrics.New(metrics.Config{
-			Redis:       cfg.Redis,
-			Queue:       cfg.Queue,
-			Logger:      &log,
-			DeadLetters: dead.Count,
-			Extra:       []prometheus.Collector{guard.NewCollector(rdb, cfg.Queue)},
+			Redis:          cfg.Redis,
+			Queue:          cfg.Queue,
+			Logger:         &log,
+			DeadLetters:    dead.Count,
+			RunsInProgress: dead.Results().InProgress,
+			Extra:          []prometheus.Collector{guard.NewCollector(rdb, cfg.Queue)},
 		})
 		if err != nil {
 			return nil, err

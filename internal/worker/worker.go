@@ -102,6 +102,12 @@ func Serve(ctx context.Context, cfg config.Worker, log zerolog.Logger) error {
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
+	hooks, err := startWebhooks(ctx, cfg, side, log)
+	if err != nil {
+		srv.Shutdown()
+		return err
+	}
+	defer hooks.stop()
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	swept := make(chan struct{})
 	go func() { defer close(swept); dead.sweep(sweepCtx, SweepInterval) }()
