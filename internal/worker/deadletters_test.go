@@ -164,9 +164,9 @@ func TestDeadLettersBeyondAsynqsArchive(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "members.csv")
 	require.NoError(t, os.WriteFile(path, csv.Bytes(), 0o600))
-	code, stdout, stderr := b.cli(t, "file", "--concurrency", "32", path)
+	code, stdout, stderr := b.cli(t, "file", "--concurrency", "32", "--run", "beyond-archive", path)
 	require.Equal(t, 0, code, stderr)
-	require.Equal(t, fmt.Sprintf("enqueued=%d duplicates=0 invalid=0\n", n), stdout)
+	require.Equal(t, fmt.Sprintf("run=beyond-archive\nenqueued=%d duplicates=0 invalid=0\n", n), stdout)
 
 	b.start(t, 50)
 	b.waitFor(t, 3*time.Minute, func() bool {
@@ -276,9 +276,9 @@ func TestDeadLettersFollowTheTask(t *testing.T) {
 	require.NoError(t, b.insp.RunTask(b.queue, viaRun.OutRequestNo))
 	// An operator deletes the archived task and enqueues the member anew.
 	require.NoError(t, b.insp.DeleteTask(b.queue, viaEnqueue.OutRequestNo))
-	code, stdout, stderr = b.cli(t, "one", "--card-id", card, "--openid", viaEnqueue.OpenID, "--out-request-no", viaEnqueue.OutRequestNo)
+	code, stdout, stderr = b.cli(t, "one", "--card-id", card, "--openid", viaEnqueue.OpenID, "--out-request-no", viaEnqueue.OutRequestNo, "--run", "re-enqueue")
 	require.Equal(t, 0, code, stderr)
-	require.Equal(t, "enqueued out_request_no="+viaEnqueue.OutRequestNo+"\n", stdout)
+	require.Equal(t, "run=re-enqueue\nenqueued out_request_no="+viaEnqueue.OutRequestNo+"\n", stdout)
 
 	b.waitFor(t, 30*time.Second, func() bool { return b.count(t) == 1 }, func() string { return b.logs.String() })
 	for _, p := range []tasks.Payload{viaRun, viaEnqueue} {

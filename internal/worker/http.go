@@ -75,6 +75,10 @@ func startSide(cfg config.Worker, log zerolog.Logger) (_ *sideServers, err error
 			User:     cfg.DashboardUser,
 			Password: cfg.DashboardPassword,
 			ReadOnly: cfg.DashboardReadOnly,
+			// Names the dashboard is reached by besides its address
+			// (behind a proxy); any other Host is refused, as a
+			// DNS-rebinding page would send.
+			AllowedHosts: cfg.DashboardAllowedHosts,
 		})
 		if err != nil {
 			return nil, err

@@ -58,6 +58,9 @@ func Serve(ctx context.Context, cfg config.Worker, log zerolog.Logger) error {
 	for _, w := range warnings {
 		log.Warn().Str("detail", w).Msg("redis check")
 	}
+	for _, w := range cfg.Warnings {
+		log.Warn().Str("detail", w).Msg("config check")
+	}
 
 	side, err := startSide(cfg, log)
 	if err != nil {
