@@ -6,6 +6,7 @@
 package proctest
 
 import (
+	"os"
 	"os/exec"
 	"testing"
 
@@ -61,4 +62,19 @@ func Start(tb testing.TB, name string, env []string, args ...string) *Process {
 	}
 	tb.Cleanup(func() { _ = p.Process.Kill(); _ = p.Wait() })
 	return p
+}
+
+// LongEnv is the variable that runs the long tests: .ci/run sets it in a
+// step of its own, after the README's test command, which stays fast.
+const LongEnv = "LONG"
+
+// Long skips a test that takes tens of seconds (a run of thousands of
+// members, a rate measured over many seconds) unless LONG=1. Such a test's
+// name starts with TestLong, so `LONG=1 go test -run '^TestLong' ./...`
+// runs all of them and nothing else.
+func Long(tb testing.TB) {
+	tb.Helper()
+	if os.Getenv(LongEnv) == "" {
+		tb.Skip("a long test: LONG=1 go test -run '^TestLong' ./... runs it (.ci/run does)")
+	}
 }

@@ -145,12 +145,13 @@ func deadLetterMembers() int {
 	return 12_000
 }
 
-// TestDeadLettersBeyondAsynqsArchive is the issue's "done when": 12,000
+// TestLongDeadLettersBeyondAsynqsArchive is the issue's "done when": 12,000
 // members WeChat refuses for good (the merchant lacks the right to the
 // card) are all dead letters, although asynq keeps 9,999; all are listed;
 // once the merchant is given the card, one `dead replay --all` imports
 // every one of them exactly once and empties the store.
-func TestDeadLettersBeyondAsynqsArchive(t *testing.T) {
+func TestLongDeadLettersBeyondAsynqsArchive(t *testing.T) {
+	proctest.Long(t)
 	t.Parallel()
 	b := setupDead(t)
 	const card = "pNOAUTH-LatjvWOibDc5-TBnbUk1pD"

@@ -127,11 +127,12 @@ func (f *fleet) waitState(t *testing.T, what string, within time.Duration, ok fu
 	}
 }
 
-// TestTwoWorkersShareTheRateLimit is the issue's done-when: two worker
+// TestLongTwoWorkersShareTheRateLimit is the issue's done-when: two worker
 // processes with WECHATPAY_RATE_LIMIT=40 against a stand-in that refuses
 // more than 40 calls in any second hold at least 90% of that rate between
 // them, and fewer than 1% of their calls are refused.
-func TestTwoWorkersShareTheRateLimit(t *testing.T) {
+func TestLongTwoWorkersShareTheRateLimit(t *testing.T) {
+	proctest.Long(t)
 	// Not parallel: the achieved rate is a measurement, and the emulator
 	// runs in this process, which other tests of the package would load.
 	if testing.Short() {
@@ -201,11 +202,12 @@ func TestOutageOpensTheCircuitAndRecovers(t *testing.T) {
 	require.Equal(t, 1, strings.Count(out, `"message":"circuit closed, imports resume"`), out)
 }
 
-// TestWrongKeyArchivesNothingAndRestartImports is the issue's done-when: a
+// TestLongWrongKeyArchivesNothingAndRestartImports is the issue's done-when: a
 // worker whose key WeChat rejects archives nothing over 15 seconds, says in
 // its log that signing fails, calls WeChat only to probe; restarted with
 // the right key it imports every task.
-func TestWrongKeyArchivesNothingAndRestartImports(t *testing.T) {
+func TestLongWrongKeyArchivesNothingAndRestartImports(t *testing.T) {
+	proctest.Long(t)
 	t.Parallel()
 	b := setupProcess(t)
 	wrong, err := wechatpaytest.GenerateKeys()
