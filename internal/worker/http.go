@@ -79,6 +79,10 @@ func startSide(cfg config.Worker, log zerolog.Logger) (_ *sideServers, err error
 			// (behind a proxy); any other Host is refused, as a
 			// DNS-rebinding page would send.
 			AllowedHosts: cfg.DashboardAllowedHosts,
+			// The Runs page shows this worker's queue, and logs each
+			// replay pressed there.
+			Queue:  cfg.Queue,
+			Logger: &log,
 		})
 		if err != nil {
 			return nil, err
