@@ -2,13 +2,7 @@ package tasks
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"strings"
-
-	"github.com/hibiken/asynq"
-
-	"github.com/cardimport/cardimport/internal/wechatpay"
 )
 
 // Outcome is how an import ended, written as the task's result.
@@ -58,33 +52,6 @@ type Result struct {
 	// Message is WeChat's message (openid masked) or, without an answer,
 	// what went wrong.
 	Message string `json:"message,omitempty"`
-}
-
-// FailureResult is the result of an import that failed for good with err:
-// the one place a failure's reason and WeChat's answer are read from the
-// typed error, for the task's result and the dead-letter record alike.
-func FailureResult(err error) Result {
-	r := Result{Outcome: OutcomeDead, Reason: ReasonRetriesExhausted}
-	var werr *wechatpay.Error
-	switch {
-	case errors.Is(err, ErrInvalidPayload):
-		r.Reason = ReasonInvalidPayload
-	case errors.As(err, &werr):
-		if werr.Kind == wechatpay.KindPermanent {
-			r.Reason = ReasonPermanent
-		}
-		r.HTTPStatus, r.WeChatCode, r.RequestID = werr.StatusCode, werr.Code, werr.RequestID
-	}
-	switch {
-	case werr != nil && werr.Message != "":
-		r.Message = werr.Message
-		if werr.Field != "" {
-			r.Message += " (field " + werr.Field + ")"
-		}
-	case err != nil:
-		r.Message = strings.TrimSuffix(err.Error(), ": "+asynq.SkipRetry.Error())
-	}
-	return r
 }
 
 // DecodeResult parses a task result written by the handler.

@@ -1,8 +1,10 @@
-// Package tasks holds everything a Go program needs to put members into the
-// import queue and to process them: the task type, its payload and
-// validation, the constructor that sets the task's options, the handler that
-// imports a member's card into WeChat Pay, and the outcome it records.
-// Producer is what a registration system uses to enqueue members.
+// Package tasks is the producer's contract with the import queue: the task
+// type, its payload and the validation every way in applies, the options a
+// task is created with, the Result an import ends with, and the Producer a
+// Go registration system enqueues members with (in a run, whose counts and
+// outcomes package results reads back). It is what another module imports,
+// so it depends on asynq and go-redis only: the handler that imports a
+// member and the retry policy live next to the worker (internal/importer).
 //
 // The asynq task ID of every import is its out_request_no. That makes
 // enqueueing idempotent (a second enqueue of the same number is refused by

@@ -9,7 +9,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/tasks"
@@ -240,5 +239,3 @@ func TestResultRoundTrip(t *testing.T) {
 	_, err = tasks.DecodeResult([]byte(`{"outcome":"lost"}`))
 	require.EqualError(t, err, `decode result: unknown outcome "lost"`)
 }
-
-var _ asynq.Handler = (*tasks.Handler)(nil)

@@ -34,6 +34,14 @@ const (
 	DefaultRetention = 72 * time.Hour
 )
 
+// MinTimeout is the shortest attempt timeout WithTimeout accepts: what a
+// worker needs to fit one call to WeChat Pay that fails over to the backup
+// host (a 5 s dial, then a 15 s call, and a second of bookkeeping), its
+// 2 s margin before asynq's own deadline, and 5 s to wait for the shared
+// rate limit. A shorter attempt would be cut short mid-call. The worker's
+// figures are in internal/importer, whose tests keep the two equal.
+const MinTimeout = 28 * time.Second
+
 // reservedRetries is added to the budget in the task's asynq MaxRetry.
 // asynq archives a task on any error once its retries run out, even an
 // error IsFailure does not count; the handler archives a transient fault

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/cardimport/cardimport/internal/importer"
 	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/internal/wechatpay"
 	"github.com/cardimport/cardimport/internal/webhook"
@@ -29,8 +30,8 @@ type Worker struct {
 	// Concurrency is how many imports run at once. Defaults to 20.
 	Concurrency int
 	// RetryMinDelay and RetryMaxDelay bound the backoff of transient
-	// faults. Default to tasks.DefaultRetryMinDelay and
-	// tasks.DefaultRetryMaxDelay.
+	// faults. Default to importer.DefaultRetryMinDelay and
+	// importer.DefaultRetryMaxDelay.
 	RetryMinDelay, RetryMaxDelay time.Duration
 	// ShutdownTimeout is how long in-flight imports may finish on SIGTERM
 	// before they are handed back to the queue. Defaults to 20 s, inside
@@ -73,8 +74,8 @@ func LoadWorker(args []string, env func(string) string, output io.Writer) (Worke
 	redisURL := fs.String("redis-url", "", "Redis URL (default $REDIS_URL)")
 	queue := fs.String("queue", orDefault(env("QUEUE"), tasks.DefaultQueue), "asynq queue to work (env QUEUE)")
 	concurrency := fs.Int("concurrency", DefaultConcurrency, "imports run at once")
-	minDelay := fs.String("retry-min-delay", orDefault(env("RETRY_MIN_DELAY"), tasks.DefaultRetryMinDelay.String()), "shortest retry backoff (env RETRY_MIN_DELAY)")
-	maxDelay := fs.String("retry-max-delay", orDefault(env("RETRY_MAX_DELAY"), tasks.DefaultRetryMaxDelay.String()), "longest retry backoff (env RETRY_MAX_DELAY)")
+	minDelay := fs.String("retry-min-delay", orDefault(env("RETRY_MIN_DELAY"), importer.DefaultRetryMinDelay.String()), "shortest retry backoff (env RETRY_MIN_DELAY)")
+	maxDelay := fs.String("retry-max-delay", orDefault(env("RETRY_MAX_DELAY"), importer.DefaultRetryMaxDelay.String()), "longest retry backoff (env RETRY_MAX_DELAY)")
 	shutdown := fs.Duration("shutdown-timeout", 20*time.Second, "time in-flight imports get to finish on SIGTERM")
 	retention := fs.String("results-retention", orDefault(env("RESULTS_RETENTION"), "30d"), "how long outcomes and runs are kept, a Go duration or days such as 30d (env RESULTS_RETENTION)")
 	logLevel := fs.String("log-level", orDefault(env("LOG_LEVEL"), "info"), "debug, info, warn or error (env LOG_LEVEL)")

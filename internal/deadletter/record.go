@@ -7,6 +7,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/cardimport/cardimport/internal/importer"
 	"github.com/cardimport/cardimport/internal/logging"
 	"github.com/cardimport/cardimport/tasks"
 )
@@ -71,7 +72,7 @@ type Record struct {
 func FromFailure(taskID string, payload []byte, attempts int, err error, at time.Time) Record {
 	r := newRecord(taskID, payload, at)
 	r.Attempts = attempts
-	r.fill(tasks.FailureResult(err))
+	r.fill(importer.FailureResult(err))
 	return r
 }
 
@@ -84,7 +85,7 @@ func (r *Record) fill(res tasks.Result) {
 
 // FromArchived builds the record of a task found in asynq's archive
 // without one. The handler writes the dead outcome of every task it fails
-// for good as the task's result (tasks.FailureResult); a task archived
+// for good as the task's result (importer.FailureResult); a task archived
 // without one never got there (asynq's recoverer, an operator's "archive"),
 // and keeps its last error as the message.
 func FromArchived(info *asynq.TaskInfo) Record {

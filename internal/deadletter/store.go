@@ -159,7 +159,7 @@ func (s *Store) remove(ctx context.Context, pipe redis.Pipeliner, outRequestNo s
 // of the task's hash, where asynq's ResultWriter puts it), the removal of
 // the record of its out_request_no when it succeeded (whichever way the
 // task was put back), the outcome event and the counts of the member's run.
-// It implements tasks.ResultStore; the worker's handler settles every
+// It implements importer.ResultStore; the worker's handler settles every
 // finished import through it.
 func (s *Store) Settle(ctx context.Context, taskID string, p tasks.Payload, r tasks.Result) error {
 	if taskID == "" {

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/deadletter"
+	"github.com/cardimport/cardimport/internal/importer"
 	"github.com/cardimport/cardimport/internal/redistest"
 	"github.com/cardimport/cardimport/internal/wechatpay"
 	"github.com/cardimport/cardimport/tasks"
@@ -262,7 +263,7 @@ func TestFromArchived(t *testing.T) {
 			t.Parallel()
 			info := &asynq.TaskInfo{ID: p.OutRequestNo, Payload: encode(t, p), LastErr: tt.lastErr, LastFailedAt: at, Retried: 2}
 			if tt.result != nil {
-				data, err := json.Marshal(tasks.FailureResult(tt.result))
+				data, err := json.Marshal(importer.FailureResult(tt.result))
 				require.NoError(t, err)
 				info.Result = data
 			}

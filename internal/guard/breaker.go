@@ -10,8 +10,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/cardimport/cardimport/internal/importer"
 	"github.com/cardimport/cardimport/internal/wechatpay"
-	"github.com/cardimport/cardimport/tasks"
 )
 
 // pollInterval is how often a task waiting on an open circuit looks again.
@@ -141,10 +141,10 @@ func (b *breaker) admit(ctx context.Context, until time.Time) (probe bool, err e
 		case ctx.Err() != nil:
 			return false, ctx.Err()
 		case err != nil:
-			return false, &tasks.DeferredError{Reason: tasks.DeferRedis, RetryAfter: time.Second, Err: err}
+			return false, &importer.DeferredError{Reason: importer.DeferRedis, RetryAfter: time.Second, Err: err}
 		}
 		left := time.Until(until)
-		deferred := &tasks.DeferredError{Reason: tasks.DeferCircuitOpen, RetryAfter: b.probe}
+		deferred := &importer.DeferredError{Reason: importer.DeferCircuitOpen, RetryAfter: b.probe}
 		if left <= 0 {
 			return false, deferred
 		}

@@ -11,7 +11,7 @@
 //     probe gets an answer that proves WeChat verifies our signature again.
 //
 // A call the guard holds back never reaches WeChat and comes back as a
-// tasks.DeferredError, which does not spend the task's retry budget: a
+// importer.DeferredError, which does not spend the task's retry budget: a
 // systemic fault leaves the queue waiting instead of emptying it into the
 // dead letters. The state lives in Redis under keys named after the queue
 // (one queue per merchant), so every worker sees it and operators can read
@@ -28,8 +28,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/cardimport/cardimport/internal/importer"
 	"github.com/cardimport/cardimport/internal/wechatpay"
-	"github.com/cardimport/cardimport/tasks"
 )
 
 // Defaults of Config.
@@ -55,9 +55,9 @@ const (
 
 // callReserve is the part of a task's deadline kept for the call itself:
 // a failed dial to the production host, a whole call to the backup host,
-// and a margin (tasks.CallReserve). Reserving only one HTTP timeout let a
+// and a margin (importer.CallReserve). Reserving only one HTTP timeout let a
 // call that failed over run past the attempt's deadline.
-const callReserve = tasks.CallReserve
+const callReserve = importer.CallReserve
 
 // maxInPlace is how many times one task tries again at once after a 429,
 // taking a new token each time, before it goes back to the queue.
@@ -137,7 +137,7 @@ func (c Config) validate() error {
 
 // Guard wraps an Importer with the shared rate limit and circuit breaker.
 type Guard struct {
-	next    tasks.Importer
+	next    importer.Importer
 	limiter *limiter
 	breaker *breaker
 	maxWait time.Duration
@@ -148,7 +148,7 @@ type Guard struct {
 }
 
 // New returns a Guard in front of next, or an error naming what cfg lacks.
-func New(next tasks.Importer, cfg Config) (*Guard, error) {
+func New(next importer.Importer, cfg Config) (*Guard, error) {
 	if next == nil {
 		return nil, errors.New("guard: importer is required")
 	}
@@ -170,7 +170,7 @@ func New(next tasks.Importer, cfg Config) (*Guard, error) {
 	}, nil
 }
 
-// Import implements tasks.Importer: it waits for the circuit and for a
+// Import implements importer.Importer: it waits for the circuit and for a
 // token of the shared rate, calls WeChat, and tells the breaker and the
 // limiter what WeChat answered. A 429 is tried again here, under the same
 // out_request_no, with a new token.
@@ -183,7 +183,7 @@ func (g *Guard) Import(ctx context.Context, req wechatpay.ImportRequest) (wechat
 	return res, err
 }
 
-// ListCards implements tasks.Importer: the list of a member's cards, asked
+// ListCards implements importer.Importer: the list of a member's cards, asked
 // to confirm an already-member, goes through the same rate limit and
 // circuit as an import.
 func (g *Guard) ListCards(ctx context.Context, req wechatpay.ListCardsRequest) (wechatpay.CardPage, error) {
@@ -214,7 +214,7 @@ func (g *Guard) call(ctx context.Context, do func(context.Context) error) error 
 		if g.breaker.record(ctx, err, probe) {
 			// The fault is everyone's: the task comes back with the
 			// probes, without spending a retry.
-			return &tasks.DeferredError{Reason: tasks.DeferCircuitOpen, RetryAfter: g.probe, Err: err}
+			return &importer.DeferredError{Reason: importer.DeferCircuitOpen, RetryAfter: g.probe, Err: err}
 		}
 		if err != nil && wechatpay.KindOf(err) == wechatpay.KindRateLimited {
 			g.limiter.slowDown(ctx)

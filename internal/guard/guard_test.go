@@ -17,12 +17,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/guard"
+	"github.com/cardimport/cardimport/internal/importer"
 	"github.com/cardimport/cardimport/internal/logtest"
 	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/internal/redistest"
 	"github.com/cardimport/cardimport/internal/wechatpay"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
-	"github.com/cardimport/cardimport/tasks"
 )
 
 const card = "pbLatjvWOibDc5-TBnbUk1pD12o0"
@@ -102,7 +102,7 @@ func TestNewNamesWhatIsMissing(t *testing.T) {
 	t.Parallel()
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer rdb.Close()
-	var importer tasks.Importer = &wechatpay.Client{}
+	var importer importer.Importer = &wechatpay.Client{}
 	tests := []struct {
 		name string
 		cfg  guard.Config
@@ -153,8 +153,8 @@ func TestSignErrorOpensAtOnceAndAProbeCloses(t *testing.T) {
 				_, err := bad.Import(context.Background(), request())
 				// Probes' SIGN_ERRORs come back deferred too: the
 				// circuit stands for them.
-				var d *tasks.DeferredError
-				if errors.As(err, &d) && !tasks.IsFailure(err) {
+				var d *importer.DeferredError
+				if errors.As(err, &d) && !importer.IsFailure(err) {
 					deferred.Add(1)
 				} else {
 					t.Errorf("unexpected %v", err)
@@ -190,12 +190,12 @@ func TestOutageOpensAfterARunOfFailures(t *testing.T) {
 	for i := 1; i <= 2; i++ {
 		_, err := g.Import(context.Background(), request())
 		require.Equal(t, wechatpay.KindTransient, wechatpay.KindOf(err))
-		require.True(t, tasks.IsFailure(err), "before the circuit opens a 5xx is the task's to retry")
+		require.True(t, importer.IsFailure(err), "before the circuit opens a 5xx is the task's to retry")
 		require.False(t, b.state(t).Open)
 		require.Equal(t, i, b.state(t).Failures)
 	}
 	_, err := g.Import(context.Background(), request())
-	var d *tasks.DeferredError
+	var d *importer.DeferredError
 	require.ErrorAs(t, err, &d, "the failure that opens the circuit spends no retry")
 	require.Contains(t, err.Error(), "http 503 SERVICE_UNAVAILABLE")
 	s := b.state(t)
@@ -224,14 +224,14 @@ func TestUnverifiedAnswersOpenTheCircuit(t *testing.T) {
 	for i := 1; i <= 2; i++ {
 		_, err := g.Import(context.Background(), request())
 		require.Equal(t, wechatpay.KindUnverified, wechatpay.KindOf(err))
-		require.True(t, tasks.IsFailure(err), "before the circuit opens it is the task's retry")
+		require.True(t, importer.IsFailure(err), "before the circuit opens it is the task's retry")
 		require.Equal(t, i, b.state(t).Unverified)
 		require.Zero(t, b.state(t).Failures, "a run of unverified answers is counted apart from outages")
 	}
 	_, err := g.Import(context.Background(), request())
-	var d *tasks.DeferredError
+	var d *importer.DeferredError
 	require.ErrorAs(t, err, &d, "the answer that opens the circuit spends no retry")
-	require.False(t, tasks.IsFailure(err))
+	require.False(t, importer.IsFailure(err))
 	s := b.state(t)
 	require.True(t, s.Open)
 	require.Equal(t, "wechat pay's answers do not verify: 3 in a row (last: http 200)", s.Cause)
@@ -240,7 +240,7 @@ func TestUnverifiedAnswersOpenTheCircuit(t *testing.T) {
 	for range 3 {
 		_, err = g.ListCards(context.Background(), wechatpay.ListCardsRequest{OpenID: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"})
 		require.ErrorAs(t, err, &d, "while open, a list call is held back or deferred too")
-		require.False(t, tasks.IsFailure(err))
+		require.False(t, importer.IsFailure(err))
 	}
 	require.Equal(t, 1, strings.Count(logs.String(), "circuit opened"))
 }
@@ -277,7 +277,7 @@ func TestRateLimitedSlowsTheFleet(t *testing.T) {
 			defer wg.Done()
 			// Goroutines report with t.Errorf: require may only stop the
 			// test from its own goroutine.
-			if _, err := g.Import(context.Background(), request()); tasks.IsFailure(err) {
+			if _, err := g.Import(context.Background(), request()); importer.IsFailure(err) {
 				t.Errorf("a 429 spent a retry: %v", err)
 			}
 		}()
@@ -326,7 +326,7 @@ func TestProbesGoOneAtATime(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for time.Since(start) < 3*time.Second {
-				if _, err := g.Import(context.Background(), request()); tasks.IsFailure(err) {
+				if _, err := g.Import(context.Background(), request()); importer.IsFailure(err) {
 					t.Errorf("a call while open spent a retry: %v", err)
 				}
 			}
@@ -353,11 +353,11 @@ func TestNoRoomDefers(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			_, err := g.Import(context.Background(), request())
-			var d *tasks.DeferredError
+			var d *importer.DeferredError
 			switch {
 			case err == nil:
 				done.Add(1)
-			case errors.As(err, &d) && d.Reason == tasks.DeferRateLimit && !tasks.IsFailure(err):
+			case errors.As(err, &d) && d.Reason == importer.DeferRateLimit && !importer.IsFailure(err):
 				deferred.Add(1)
 			default:
 				t.Errorf("unexpected %v", err)
@@ -371,7 +371,7 @@ func TestNoRoomDefers(t *testing.T) {
 }
 
 // TestNoTimeLeftForTheCallDefers: a task whose deadline leaves less than
-// a call can take (tasks.CallReserve) is deferred every time, without
+// a call can take (importer.CallReserve) is deferred every time, without
 // reaching WeChat, even when the rate and the circuit have room: the call
 // would be cut short by the deadline and counted against the task.
 func TestNoTimeLeftForTheCallDefers(t *testing.T) {
@@ -386,15 +386,15 @@ func TestNoTimeLeftForTheCallDefers(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 18*time.Second)
 		_, err := g.Import(ctx, request())
 		cancel()
-		var d *tasks.DeferredError
+		var d *importer.DeferredError
 		require.ErrorAs(t, err, &d, "call %d", i)
-		require.Equal(t, tasks.DeferRateLimit, d.Reason)
-		require.False(t, tasks.IsFailure(err))
+		require.Equal(t, importer.DeferRateLimit, d.Reason)
+		require.False(t, importer.IsFailure(err))
 	}
 	require.Equal(t, 0, b.srv.Stats().Requests)
 
 	// With room for the call, it goes through.
-	ctx, cancel := context.WithTimeout(context.Background(), tasks.CallReserve+5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), importer.CallReserve+5*time.Second)
 	defer cancel()
 	_, err := g.Import(ctx, request())
 	require.NoError(t, err)

@@ -11,7 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
-	"github.com/cardimport/cardimport/tasks"
+	"github.com/cardimport/cardimport/internal/importer"
 )
 
 // The slowdown after a 429: multiply the rate by slowdownFactor, at most
@@ -91,7 +91,7 @@ func (l *limiter) wait(ctx context.Context, until time.Time) error {
 		// No room left at all: defer at once. Left to the select below, an
 		// already-fired timer would race a free turn at random, and the
 		// task would sometimes call with no time left for the call.
-		return &tasks.DeferredError{Reason: tasks.DeferRateLimit, RetryAfter: time.Second}
+		return &importer.DeferredError{Reason: importer.DeferRateLimit, RetryAfter: time.Second}
 	}
 	timeout := time.NewTimer(time.Until(until))
 	defer timeout.Stop()
@@ -100,9 +100,9 @@ func (l *limiter) wait(ctx context.Context, until time.Time) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-l.stop:
-		return &tasks.DeferredError{Reason: tasks.DeferRateLimit, RetryAfter: time.Second}
+		return &importer.DeferredError{Reason: importer.DeferRateLimit, RetryAfter: time.Second}
 	case <-timeout.C:
-		return &tasks.DeferredError{Reason: tasks.DeferRateLimit, RetryAfter: time.Second}
+		return &importer.DeferredError{Reason: importer.DeferRateLimit, RetryAfter: time.Second}
 	}
 	defer func() { <-l.turn }()
 	for {
@@ -111,19 +111,19 @@ func (l *limiter) wait(ctx context.Context, until time.Time) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return &tasks.DeferredError{Reason: tasks.DeferRedis, RetryAfter: time.Second, Err: err}
+			return &importer.DeferredError{Reason: importer.DeferRedis, RetryAfter: time.Second, Err: err}
 		}
 		if res.Allowed > 0 {
 			return nil
 		}
 		if time.Now().Add(res.RetryAfter).After(until) {
-			return &tasks.DeferredError{Reason: tasks.DeferRateLimit, RetryAfter: time.Second}
+			return &importer.DeferredError{Reason: importer.DeferRateLimit, RetryAfter: time.Second}
 		}
 		if !sleep(ctx, l.stop, res.RetryAfter) {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return &tasks.DeferredError{Reason: tasks.DeferRateLimit, RetryAfter: time.Second}
+			return &importer.DeferredError{Reason: importer.DeferRateLimit, RetryAfter: time.Second}
 		}
 	}
 }

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/cardimport/cardimport/internal/importer"
 	"github.com/cardimport/cardimport/internal/wechatpay"
-	"github.com/cardimport/cardimport/tasks"
 )
 
 // Outcome labels of cardimport_imports_total and the call histogram.
@@ -27,12 +27,12 @@ var outcomes = []string{OutcomeImported, OutcomeAlreadyMember, OutcomeRefused, O
 // handler stays free of Prometheus: it sees the same results and errors.
 // How an attempt ended (an already-member is an import refused, then a
 // list) is counted by ObserveAttempt, which the handler calls.
-func (m *Metrics) InstrumentImporter(imp tasks.Importer) tasks.Importer {
+func (m *Metrics) InstrumentImporter(imp importer.Importer) importer.Importer {
 	return &instrumented{next: imp, m: m}
 }
 
 type instrumented struct {
-	next tasks.Importer
+	next importer.Importer
 	m    *Metrics
 }
 
@@ -57,15 +57,15 @@ func (i *instrumented) ListCards(ctx context.Context, req wechatpay.ListCardsReq
 // ObserveAttempt counts one attempt that reached WeChat by how it ended:
 // outcome is tasks' settled outcome (imported, already_member) or the kind
 // of the error, code WeChat's code if any. The handler calls it
-// (tasks.HandlerConfig.Observe).
-func (m *Metrics) ObserveAttempt(outcome tasks.AttemptOutcome, code string) {
+// (importer.HandlerConfig.Observe).
+func (m *Metrics) ObserveAttempt(outcome importer.AttemptOutcome, code string) {
 	m.imports.WithLabelValues(label(outcome), sanitizeCode(code)).Inc()
 }
 
 // label names an attempt's outcome as the metrics always have: a
 // permanent refusal is "refused".
-func label(o tasks.AttemptOutcome) string {
-	if o == tasks.AttemptOutcome(wechatpay.KindPermanent.String()) {
+func label(o importer.AttemptOutcome) string {
+	if o == importer.AttemptOutcome(wechatpay.KindPermanent.String()) {
 		return OutcomeRefused
 	}
 	return string(o)
@@ -81,7 +81,7 @@ func classify(err error) (outcome, code string) {
 	if errors.As(err, &werr) {
 		code = sanitizeCode(werr.Code)
 	}
-	return label(tasks.AttemptOutcome(wechatpay.KindOf(err).String())), code
+	return label(importer.AttemptOutcome(wechatpay.KindOf(err).String())), code
 }
 
 // sanitizeCode keeps the label set small: WeChat's codes are upper-case

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cardimport/cardimport/internal/importer"
 	"github.com/cardimport/cardimport/internal/logging"
 	"github.com/cardimport/cardimport/internal/logtest"
 	"github.com/cardimport/cardimport/internal/metrics"
@@ -55,7 +56,7 @@ func TestImportsByOutcome(t *testing.T) {
 	client, err := wechatpay.NewClient(context.Background(), srv.ClientConfig(wechatpay.ModePublicKey))
 	require.NoError(t, err)
 	t.Cleanup(client.Close)
-	h, err := tasks.NewHandler(tasks.HandlerConfig{Importer: m.InstrumentImporter(client), Observer: m})
+	h, err := importer.NewHandler(importer.HandlerConfig{Importer: m.InstrumentImporter(client), Observer: m})
 	require.NoError(t, err)
 
 	call := func(cardID, openid string) error {
@@ -114,7 +115,7 @@ func TestClassifyWithoutAnAnswer(t *testing.T) {
 	t.Parallel()
 	r := redistest.NewPrivate(t)
 	m, url := serve(t, metrics.Config{Redis: r.Opt})
-	h, err := tasks.NewHandler(tasks.HandlerConfig{Importer: failing{err: fmt.Errorf("import: %w", context.DeadlineExceeded)}, Observer: m})
+	h, err := importer.NewHandler(importer.HandlerConfig{Importer: failing{err: fmt.Errorf("import: %w", context.DeadlineExceeded)}, Observer: m})
 	require.NoError(t, err)
 	data, err := json.Marshal(tasks.Payload{CardID: card, OpenID: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", OutRequestNo: nextNo()})
 	require.NoError(t, err)

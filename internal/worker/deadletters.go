@@ -11,6 +11,7 @@ import (
 
 	"github.com/cardimport/cardimport/internal/config"
 	"github.com/cardimport/cardimport/internal/deadletter"
+	"github.com/cardimport/cardimport/internal/importer"
 	"github.com/cardimport/cardimport/results"
 	"github.com/cardimport/cardimport/tasks"
 )
@@ -33,10 +34,10 @@ const storeTimeout = 5 * time.Second
 //     that never return through the handler (an attempt's timeout, a
 //     panic, a lease lost on the last retry), and it applies asynq's own
 //     archive rule, so it cannot disagree with it. A hook inside
-//     tasks.Handler would miss those, and would put storage into the
+//     importer.Handler would miss those, and would put storage into the
 //     package Go producers import.
 //   - the import handler's result goes to Redis through the store
-//     (Results in tasks.HandlerConfig), which removes the record in the
+//     (Results in importer.HandlerConfig), which removes the record in the
 //     same round trip when an import succeeds, whatever put the task
 //     back: `enqueue dead replay`, the dashboard's "run", or a fresh
 //     `enqueue one` of the same out_request_no.
@@ -77,8 +78,8 @@ func redisInDoubt(ctx context.Context, err error) bool {
 	if errors.Is(err, asynq.ErrLeaseExpired) || ctx.Err() != nil {
 		return false
 	}
-	var deferred *tasks.DeferredError
-	return !errors.As(err, &deferred) || deferred.Reason == tasks.DeferRedis
+	var deferred *importer.DeferredError
+	return !errors.As(err, &deferred) || deferred.Reason == importer.DeferRedis
 }
 
 // HandleError implements asynq.ErrorHandler. asynq calls it on every

@@ -7,13 +7,13 @@ import (
 
 	"github.com/cardimport/cardimport/internal/config"
 	"github.com/cardimport/cardimport/internal/guard"
+	"github.com/cardimport/cardimport/internal/importer"
 	"github.com/cardimport/cardimport/internal/redisconn"
-	"github.com/cardimport/cardimport/tasks"
 )
 
 // newGuard puts the fleet's shared rate limit and circuit breaker in front
 // of importer. close releases its Redis connection.
-func newGuard(cfg config.Worker, importer tasks.Importer, log zerolog.Logger) (g *guard.Guard, closeFn func(), err error) {
+func newGuard(cfg config.Worker, importer importer.Importer, log zerolog.Logger) (g *guard.Guard, closeFn func(), err error) {
 	rdb, err := redisconn.Client(cfg.Redis)
 	if err != nil {
 		return nil, nil, fmt.Errorf("guard: %w", err)

@@ -13,9 +13,9 @@ import (
 	"github.com/cardimport/cardimport/internal/deadletter"
 	"github.com/cardimport/cardimport/internal/guard"
 	"github.com/cardimport/cardimport/internal/httpserve"
+	"github.com/cardimport/cardimport/internal/importer"
 	"github.com/cardimport/cardimport/internal/metrics"
 	"github.com/cardimport/cardimport/internal/redisconn"
-	"github.com/cardimport/cardimport/tasks"
 )
 
 // sideServers are the dashboard and the metrics endpoint a worker serves
@@ -98,7 +98,7 @@ func startSide(cfg config.Worker, log zerolog.Logger) (_ *sideServers, err error
 }
 
 // instrument counts and times the imports when metrics are on.
-func (s *sideServers) instrument(imp tasks.Importer) tasks.Importer {
+func (s *sideServers) instrument(imp importer.Importer) importer.Importer {
 	if s.metrics == nil {
 		return imp
 	}
@@ -106,7 +106,7 @@ func (s *sideServers) instrument(imp tasks.Importer) tasks.Importer {
 }
 
 // observer counts how attempts end when metrics are on.
-func (s *sideServers) observer() tasks.Observer {
+func (s *sideServers) observer() importer.Observer {
 	if s.metrics == nil {
 		return nil
 	}

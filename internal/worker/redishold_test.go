@@ -11,7 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardimport/cardimport/tasks"
+	"github.com/cardimport/cardimport/internal/importer"
 )
 
 // flakyRedis answers PING only from its downFor+1st call on.
@@ -76,10 +76,10 @@ func TestRedisInDoubt(t *testing.T) {
 		doubt bool
 	}{
 		{"wechat transient", t.Context(), errors.New("import: wechat pay 500 SYSTEM_ERROR"), true},
-		{"result not written", t.Context(), &tasks.DeferredError{Reason: tasks.DeferRedis}, true},
-		{"wrapped redis deferral", t.Context(), fmt.Errorf("x: %w", &tasks.DeferredError{Reason: tasks.DeferRedis}), true},
-		{"rate limit wait", t.Context(), &tasks.DeferredError{Reason: tasks.DeferRateLimit}, false},
-		{"circuit open", t.Context(), &tasks.DeferredError{Reason: tasks.DeferCircuitOpen}, false},
+		{"result not written", t.Context(), &importer.DeferredError{Reason: importer.DeferRedis}, true},
+		{"wrapped redis deferral", t.Context(), fmt.Errorf("x: %w", &importer.DeferredError{Reason: importer.DeferRedis}), true},
+		{"rate limit wait", t.Context(), &importer.DeferredError{Reason: importer.DeferRateLimit}, false},
+		{"circuit open", t.Context(), &importer.DeferredError{Reason: importer.DeferCircuitOpen}, false},
 		{"lease expired", t.Context(), asynq.ErrLeaseExpired, false},
 		{"attempt cancelled", cancelled, context.Canceled, false},
 	} {

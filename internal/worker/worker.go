@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cardimport/cardimport/internal/config"
+	"github.com/cardimport/cardimport/internal/importer"
 	"github.com/cardimport/cardimport/internal/logging"
 	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/internal/wechatpay"
@@ -93,7 +94,7 @@ func Serve(ctx context.Context, cfg config.Worker, log zerolog.Logger) error {
 		return err
 	}
 	defer dead.close()
-	handler, err := tasks.NewHandler(tasks.HandlerConfig{Importer: guarded, Logger: &log, Results: dead.store, Observer: side.observer()})
+	handler, err := importer.NewHandler(importer.HandlerConfig{Importer: guarded, Logger: &log, Results: dead.store, Observer: side.observer()})
 	if err != nil {
 		return err
 	}
@@ -151,8 +152,8 @@ func serverConfig(cfg config.Worker, log zerolog.Logger) asynq.Config {
 	return asynq.Config{
 		Concurrency:     cfg.Concurrency,
 		Queues:          map[string]int{cfg.Queue: 1},
-		RetryDelayFunc:  tasks.RetryDelay(cfg.RetryMinDelay, cfg.RetryMaxDelay),
-		IsFailure:       tasks.IsFailure,
+		RetryDelayFunc:  importer.RetryDelay(cfg.RetryMinDelay, cfg.RetryMaxDelay),
+		IsFailure:       importer.IsFailure,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger:          logging.NewAsynqLogger(log),
 		LogLevel:        asynq.WarnLevel,

@@ -1,4 +1,4 @@
-package tasks_test
+package importer_test
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/cardimport/cardimport/internal/config"
 	"github.com/cardimport/cardimport/internal/deadletter"
+	"github.com/cardimport/cardimport/internal/importer"
 	"github.com/cardimport/cardimport/internal/logtest"
 	"github.com/cardimport/cardimport/internal/redistest"
 	"github.com/cardimport/cardimport/internal/wechatpay"
@@ -44,10 +45,10 @@ type setupOpts struct {
 	// mchKey replaces the merchant key the worker signs with.
 	mchKey *rsa.PrivateKey
 	// wrap, if set, stands between the handler and the WeChat Pay client.
-	wrap func(tasks.Importer) tasks.Importer
+	wrap func(importer.Importer) importer.Importer
 	// results, if set, makes the handler's ResultStore from the test's
 	// Redis and queue.
-	results func(r *redistest.Redis, queue string) tasks.ResultStore
+	results func(r *redistest.Redis, queue string) importer.ResultStore
 }
 
 func setup(t *testing.T, o setupOpts) *testBundle {
@@ -66,15 +67,15 @@ func setup(t *testing.T, o setupOpts) *testBundle {
 	t.Cleanup(wc.Close)
 
 	log := zerolog.New(b.logs)
-	var imp tasks.Importer = wc
+	var imp importer.Importer = wc
 	if o.wrap != nil {
 		imp = o.wrap(wc)
 	}
-	hcfg := tasks.HandlerConfig{Importer: imp, Logger: &log}
+	hcfg := importer.HandlerConfig{Importer: imp, Logger: &log}
 	if o.results != nil {
 		hcfg.Results = o.results(r, b.queue)
 	}
-	h, err := tasks.NewHandler(hcfg)
+	h, err := importer.NewHandler(hcfg)
 	require.NoError(t, err)
 	srv := worker.NewServer(config.Worker{
 		Redis: r.Opt, Queue: b.queue, Concurrency: 4,
@@ -370,7 +371,7 @@ func (f *failingResults) Settle(ctx context.Context, taskID string, p tasks.Payl
 func TestHandlerRetriesAResultRedisDidNotTake(t *testing.T) {
 	t.Parallel()
 	var store *deadletter.Store
-	b := setup(t, setupOpts{results: func(r *redistest.Redis, queue string) tasks.ResultStore {
+	b := setup(t, setupOpts{results: func(r *redistest.Redis, queue string) importer.ResultStore {
 		var err error
 		store, err = deadletter.New(r.Opt, queue)
 		require.NoError(t, err)
@@ -521,7 +522,7 @@ func TestPoisonPayloadIsArchivedAndTheQueueGoesOn(t *testing.T) {
 // ignoreDeadline is an importer that does not heed its context's deadline:
 // it calls WeChat with a context that ends only when the test does.
 type ignoreDeadline struct {
-	next tasks.Importer
+	next importer.Importer
 	ctx  context.Context
 }
 
@@ -543,11 +544,11 @@ func TestAttemptTimeoutSpendsOnlyTheBudget(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		wrap func(t *testing.T) func(tasks.Importer) tasks.Importer
+		wrap func(t *testing.T) func(importer.Importer) importer.Importer
 	}{
 		{name: "importer heeds its deadline"},
-		{name: "importer ignores its deadline", wrap: func(t *testing.T) func(tasks.Importer) tasks.Importer {
-			return func(next tasks.Importer) tasks.Importer {
+		{name: "importer ignores its deadline", wrap: func(t *testing.T) func(importer.Importer) importer.Importer {
+			return func(next importer.Importer) importer.Importer {
 				ctx, cancel := context.WithCancel(context.Background())
 				t.Cleanup(cancel) // before the emulator closes: hangs up
 				return ignoreDeadline{next: next, ctx: ctx}

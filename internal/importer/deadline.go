@@ -1,4 +1,4 @@
-package tasks
+package importer
 
 import (
 	"context"
@@ -28,7 +28,8 @@ const attemptMargin = 2 * time.Second
 // the shared rate limit or the circuit before the call.
 const minWaitRoom = 5 * time.Second
 
-// MinTimeout is the shortest attempt timeout WithTimeout accepts: the
+// MinTimeout is the shortest attempt timeout tasks.WithTimeout accepts
+// (tasks.MinTimeout, which a test keeps equal to this): the
 // handler's margin, CallReserve and a few seconds of waiting. A shorter
 // attempt cannot fit a call that fails over to the backup host, and leaves
 // a guarded importer no time to wait for its turn, so it would hand the

@@ -1,4 +1,4 @@
-package tasks
+package importer
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cardimport/cardimport/internal/wechatpay"
+	"github.com/cardimport/cardimport/tasks"
 )
 
 // Importer makes the calls to WeChat Pay an import needs: the import, and
@@ -51,15 +52,15 @@ type Observer interface {
 	ObserveAttempt(outcome AttemptOutcome, wechatCode string)
 }
 
-// ResultStore settles a finished import: its Result (imported,
+// ResultStore settles a finished import: its tasks.Result (imported,
 // already_member, or dead) under the task's ID (its out_request_no), for the
 // member p. An error retries the task without spending its budget, as a
 // result asynq could not write does.
 type ResultStore interface {
-	Settle(ctx context.Context, taskID string, p Payload, r Result) error
+	Settle(ctx context.Context, taskID string, p tasks.Payload, r tasks.Result) error
 }
 
-// Handler processes TypeImport tasks. It maps the kind of WeChat's answer to
+// Handler processes tasks.TypeImport tasks. It maps the kind of WeChat's answer to
 // what asynq should do with the task:
 //
 //	imported        → done, result {"outcome":"imported","code":…}
@@ -101,12 +102,12 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	retry, _ := asynq.GetRetryCount(ctx)
 	log := h.logger.With().Str("task_id", taskID).Int("retry", retry).Logger()
 
-	p, err := DecodePayload(t.Payload())
+	p, err := tasks.DecodePayload(t.Payload())
 	if err == nil && hasID && taskID != p.OutRequestNo {
 		// The task ID is the import's idempotency key: a task under another
 		// ID could import the member twice, or under a number WeChat never
 		// sees again.
-		err = fmt.Errorf("%w: task id is not the payload's out_request_no", ErrInvalidPayload)
+		err = fmt.Errorf("%w: task id is not the payload's out_request_no", tasks.ErrInvalidPayload)
 	}
 	if err != nil {
 		// A payload no attempt can fix: archive it now, with the reason as
@@ -167,7 +168,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 // it later: `enqueue status`, the dead-letter sweep. When Redis does not
 // take it, the task is retried without spending its budget, as for a
 // result of an import.
-func (h *Handler) settleFailure(ctx context.Context, t *asynq.Task, log zerolog.Logger, p Payload, ret error) error {
+func (h *Handler) settleFailure(ctx context.Context, t *asynq.Task, log zerolog.Logger, p tasks.Payload, ret error) error {
 	if !errors.Is(ret, asynq.SkipRetry) {
 		return ret
 	}
@@ -180,7 +181,7 @@ func (h *Handler) settleFailure(ctx context.Context, t *asynq.Task, log zerolog.
 
 // settle records r through the ResultStore, or as the task's asynq result
 // when there is none.
-func (h *Handler) settle(ctx context.Context, t *asynq.Task, p Payload, r Result) error {
+func (h *Handler) settle(ctx context.Context, t *asynq.Task, p tasks.Payload, r tasks.Result) error {
 	if h.results != nil {
 		id, _ := asynq.GetTaskID(ctx)
 		return h.results.Settle(ctx, id, p, r)
@@ -197,8 +198,8 @@ func (h *Handler) settle(ctx context.Context, t *asynq.Task, p Payload, r Result
 
 // leniently decodes what it can of a payload the handler rejected, so its
 // dead outcome still names its card and run.
-func leniently(data []byte) Payload {
-	var p Payload
+func leniently(data []byte) tasks.Payload {
+	var p tasks.Payload
 	_ = json.Unmarshal(data, &p)
 	return p
 }
@@ -211,7 +212,7 @@ func (h *Handler) observe(outcome AttemptOutcome, code string) {
 
 // settled is an import that ended well, and how.
 type settled struct {
-	Result
+	tasks.Result
 	requestID string
 }
 
@@ -225,7 +226,7 @@ type settled struct {
 func (h *Handler) attempt(ctx context.Context, req wechatpay.ImportRequest) (settled, error) {
 	res, err := h.importer.Import(ctx, req)
 	if err == nil {
-		return settled{Result: Result{Outcome: OutcomeImported, Code: res.Code}, requestID: res.RequestID}, nil
+		return settled{Result: tasks.Result{Outcome: tasks.OutcomeImported, Code: res.Code}, requestID: res.RequestID}, nil
 	}
 	var werr *wechatpay.Error
 	if !errors.As(err, &werr) || !werr.AsksForCardCheck() {
@@ -236,7 +237,7 @@ func (h *Handler) attempt(ctx context.Context, req wechatpay.ImportRequest) (set
 	case lerr != nil:
 		return settled{}, lerr
 	case held.Held:
-		return settled{Result: Result{Outcome: OutcomeAlreadyMember, Code: held.Code}, requestID: held.RequestID}, nil
+		return settled{Result: tasks.Result{Outcome: tasks.OutcomeAlreadyMember, Code: held.Code}, requestID: held.RequestID}, nil
 	}
 	return settled{}, err
 }
@@ -262,7 +263,7 @@ func decide(ctx context.Context, kind wechatpay.Kind, err error) (zerolog.Level,
 
 // writeResult settles r, the result of an import; when Redis does not take
 // it, it logs so and returns the DeferredError that retries the task.
-func (h *Handler) writeResult(ctx context.Context, t *asynq.Task, log zerolog.Logger, p Payload, r Result) error {
+func (h *Handler) writeResult(ctx context.Context, t *asynq.Task, log zerolog.Logger, p tasks.Payload, r tasks.Result) error {
 	if err := h.settle(ctx, t, p, r); err != nil {
 		// The import happened but Redis did not take the result: the
 		// task is retried, WeChat answers the retry with the same
@@ -282,5 +283,7 @@ func (h *Handler) writeResult(ctx context.Context, t *asynq.Task, log zerolog.Lo
 func budgetSpent(ctx context.Context) bool {
 	retried, ok1 := asynq.GetRetryCount(ctx)
 	maxRetry, ok2 := asynq.GetMaxRetry(ctx)
-	return ok1 && ok2 && retried >= maxRetry-reservedRetries
+	return ok1 && ok2 && retried >= tasks.RetryBudget(maxRetry)
 }
+
+var _ asynq.Handler = (*Handler)(nil)

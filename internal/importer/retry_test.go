@@ -1,4 +1,4 @@
-package tasks_test
+package importer_test
 
 import (
 	"errors"
@@ -9,8 +9,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cardimport/cardimport/internal/importer"
 	"github.com/cardimport/cardimport/internal/wechatpay"
-	"github.com/cardimport/cardimport/tasks"
 )
 
 func TestIsFailure(t *testing.T) {
@@ -25,13 +25,13 @@ func TestIsFailure(t *testing.T) {
 		{name: "rate limited", err: fmt.Errorf("import: %w", &wechatpay.Error{Kind: wechatpay.KindRateLimited, StatusCode: 429}), want: false},
 		{name: "systemic", err: fmt.Errorf("import: %w", &wechatpay.Error{Kind: wechatpay.KindSystemic, StatusCode: 401}), want: false},
 		{name: "lease expired", err: asynq.ErrLeaseExpired, want: false},
-		{name: "deferred by the circuit", err: fmt.Errorf("import: %w", &tasks.DeferredError{Reason: tasks.DeferCircuitOpen}), want: false},
-		{name: "5xx while the circuit is open", err: &tasks.DeferredError{Reason: tasks.DeferCircuitOpen, Err: &wechatpay.Error{Kind: wechatpay.KindTransient, StatusCode: 503}}, want: false},
+		{name: "deferred by the circuit", err: fmt.Errorf("import: %w", &importer.DeferredError{Reason: importer.DeferCircuitOpen}), want: false},
+		{name: "5xx while the circuit is open", err: &importer.DeferredError{Reason: importer.DeferCircuitOpen, Err: &wechatpay.Error{Kind: wechatpay.KindTransient, StatusCode: 503}}, want: false},
 		{name: "nil", err: nil, want: false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			require.Equal(t, tt.want, tasks.IsFailure(tt.err))
+			require.Equal(t, tt.want, importer.IsFailure(tt.err))
 		})
 	}
 }
@@ -39,7 +39,7 @@ func TestIsFailure(t *testing.T) {
 func TestRetryDelay(t *testing.T) {
 	t.Parallel()
 	minDelay, maxDelay := 2*time.Second, time.Minute
-	delay := tasks.RetryDelay(minDelay, maxDelay)
+	delay := importer.RetryDelay(minDelay, maxDelay)
 	transient := &wechatpay.Error{Kind: wechatpay.KindTransient}
 	tests := []struct {
 		name     string
@@ -54,7 +54,7 @@ func TestRetryDelay(t *testing.T) {
 		{name: "huge n does not overflow", n: 1 << 20, err: transient, min: 30 * time.Second, max: time.Minute},
 		{name: "rate limited is short", n: 10, err: &wechatpay.Error{Kind: wechatpay.KindRateLimited}, min: 500 * time.Millisecond, max: time.Second},
 		{name: "systemic waits", n: 0, err: &wechatpay.Error{Kind: wechatpay.KindSystemic}, min: 15 * time.Second, max: 30 * time.Second},
-		{name: "deferred waits its RetryAfter", n: 5, err: &tasks.DeferredError{Reason: tasks.DeferCircuitOpen, RetryAfter: 4 * time.Second, Err: transient}, min: 2 * time.Second, max: 4 * time.Second},
+		{name: "deferred waits its RetryAfter", n: 5, err: &importer.DeferredError{Reason: importer.DeferCircuitOpen, RetryAfter: 4 * time.Second, Err: transient}, min: 2 * time.Second, max: 4 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
