@@ -1,7 +1,9 @@
-// Package dashboard serves asynqmon, asynq's web UI, for the import queue:
-// behind a login whenever it listens beyond this host, optionally
-// read-only, and with every member's openid masked in the payloads and
-// results it shows (design.md: no personal data on the dashboard).
+// Package dashboard serves asynqmon, asynq's web UI, for the import queue,
+// and beside it the Runs page (runs.go), the project's own view of runs,
+// refusals and members: behind a login whenever it listens beyond this
+// host, optionally read-only, and with every member's openid masked in the
+// payloads and results it shows (design.md: no personal data on the
+// dashboard).
 package dashboard
 
 import (
@@ -12,8 +14,10 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
+	"github.com/rs/zerolog"
 
 	"github.com/cardimport/cardimport/internal/httpserve"
+	"github.com/cardimport/cardimport/tasks"
 )
 
 // Config configures the dashboard.
@@ -37,11 +41,20 @@ type Config struct {
 	// (DASHBOARD_ALLOWED_HOSTS): the name users type when the dashboard
 	// sits behind a proxy. Defaults to none.
 	AllowedHosts []string
+	// Queue is the import queue whose runs, refusals and members the Runs
+	// page shows (--queue). Defaults to tasks.DefaultQueue.
+	Queue string
+	// Logger receives a line for each replay pressed on the Runs page.
+	// Defaults to a logger that discards everything.
+	Logger *zerolog.Logger
 }
 
 func (c Config) withDefaults() Config {
 	if c.RootPath == "" {
 		c.RootPath = "/"
+	}
+	if c.Queue == "" {
+		c.Queue = tasks.DefaultQueue
 	}
 	return c
 }
@@ -66,11 +79,12 @@ func (c Config) Validate() error {
 // connections.
 type Handler struct {
 	http.Handler
-	mon *asynqmon.HTTPHandler
+	mon  *asynqmon.HTTPHandler
+	runs *runsPage
 }
 
 // Close closes the dashboard's connections to Redis.
-func (h *Handler) Close() error { return h.mon.Close() }
+func (h *Handler) Close() error { return errors.Join(h.mon.Close(), h.runs.close()) }
 
 // realm names the protected space in the browser's login prompt.
 const realm = "cardimport dashboard"
@@ -88,7 +102,16 @@ func New(cfg Config) (*Handler, error) {
 		PayloadFormatter: asynqmon.PayloadFormatterFunc(FormatPayload),
 		ResultFormatter:  asynqmon.ResultFormatterFunc(FormatResult),
 	})
-	var h http.Handler = headers(mon)
+	runs, err := newRunsPage(cfg)
+	if err != nil {
+		_ = mon.Close()
+		return nil, err
+	}
+	// The Runs page sits beside asynqmon, behind the same checks.
+	mux := http.NewServeMux()
+	mux.Handle("/", withRunsLink(mon, runs.href("/runs")))
+	runs.register(mux)
+	var h http.Handler = headers(mux)
 	if cfg.User != "" || cfg.Password != "" {
 		h = requireLogin(cfg.User, cfg.Password, realm, h)
 	}
@@ -102,7 +125,7 @@ func New(cfg Config) (*Handler, error) {
 		AllowedHosts:    cfg.AllowedHosts,
 		AllowedHostsVar: "DASHBOARD_ALLOWED_HOSTS",
 	}.Handler(h)
-	return &Handler{Handler: h, mon: mon}, nil
+	return &Handler{Handler: h, mon: mon, runs: runs}, nil
 }
 
 // headers keeps browsers and proxies from caching API answers, which show
