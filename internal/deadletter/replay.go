@@ -7,7 +7,6 @@ import (
 	"slices"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/cardimport/cardimport/tasks"
 )
@@ -116,39 +115,11 @@ func (s *Store) wouldReplay(outRequestNo string) (ReplayOutcome, error) {
 	return Replayed, nil
 }
 
-// deleteArchivedScript deletes the asynq task KEYS[1] (ID ARGV[1]) only if
-// it is archived, as asynq's deleteTaskCmd (v0.26.0, internal/rdb) does for
-// an archived task: out of the archive's sorted set KEYS[2], its unique
-// lock if it still holds one, its hash. An archived task is in no group.
-// It returns the task's state ("" without a task) and the record KEYS[3]'s
-// failure count, read in the same step, for markReplayed.
-var deleteArchivedScript = redis.NewScript(`
-local failures = redis.call("HGET", KEYS[3], "failures") or "0"
-local state = redis.call("HGET", KEYS[1], "state")
-if not state then
-	return {"", failures}
-end
-if state ~= "archived" then
-	return {state, failures}
-end
-if redis.call("ZREM", KEYS[2], ARGV[1]) == 0 then
-	return redis.error_reply("task is not found in zset: " .. KEYS[2])
-end
-local unique_key = redis.call("HGET", KEYS[1], "unique_key")
-if unique_key and unique_key ~= "" and redis.call("GET", unique_key) == ARGV[1] then
-	redis.call("DEL", unique_key)
-end
-redis.call("DEL", KEYS[1])
-return {state, failures}
-`)
-
 // deleteArchived deletes the task of outRequestNo if asynq holds it
 // archived, and returns the state it found ("" for none) and the record's
-// failure count. The keys are asynq's layout (internal/base), which asynq
-// does not export.
+// failure count (asynqlayout.go says why this reaches into asynq).
 func (s *Store) deleteArchived(ctx context.Context, outRequestNo string) (state, failures string, err error) {
-	q := "asynq:{" + s.queue + "}:"
-	res, err := deleteArchivedScript.Run(ctx, s.rdb, []string{q + "t:" + outRequestNo, q + "archived", s.rec + outRequestNo}, outRequestNo).StringSlice()
+	res, err := deleteArchivedScript.Run(ctx, s.rdb, []string{asynqTaskKey(s.queue, outRequestNo), asynqArchivedKey(s.queue), s.rec + outRequestNo}, outRequestNo).StringSlice()
 	if err != nil {
 		return "", "", fmt.Errorf("replay: delete archived task: %w", err)
 	}

@@ -38,14 +38,11 @@ import (
 // Store is the dead-letter store of one queue. It is safe for concurrent
 // use.
 type Store struct {
-	rdb   redis.UniversalClient
-	own   bool // rdb was made by New and is closed by Close
-	queue string
-	index string // the sorted set
-	rec   string // prefix of the record hashes
-	// taskKey prefixes asynq's hash of a task of the queue
-	// (base.TaskKey), where Settle puts the result.
-	taskKey string
+	rdb     redis.UniversalClient
+	own     bool // rdb was made by New and is closed by Close
+	queue   string
+	index   string // the sorted set
+	rec     string // prefix of the record hashes
 	insp    *asynq.Inspector
 	cli     *asynq.Client
 	results *results.Store
@@ -91,7 +88,6 @@ func NewFromRedisClient(rdb redis.UniversalClient, queue string, opts ...results
 		queue:   queue,
 		index:   prefix,
 		rec:     prefix + ":",
-		taskKey: "asynq:{" + queue + "}:t:",
 		insp:    asynq.NewInspectorFromRedisClient(rdb),
 		cli:     asynq.NewClientFromRedisClient(rdb),
 	}, nil
@@ -176,7 +172,7 @@ func (s *Store) Settle(ctx context.Context, taskID string, p tasks.Payload, r ta
 		OutRequestNo: taskID, CardID: p.CardID, Run: p.Run, Outcome: string(r.Outcome), Code: r.Code,
 		Reason: r.Reason, HTTPStatus: r.HTTPStatus, WeChatCode: r.WeChatCode, Message: MaskPayloadOpenIDOf(p, r.Message),
 	}
-	k := results.SettleKeys{Task: s.taskKey + taskID, DeadRecord: s.rec + taskID, DeadIndex: s.index}
+	k := results.SettleKeys{Task: asynqTaskKey(s.queue, taskID), DeadRecord: s.rec + taskID, DeadIndex: s.index}
 	if _, err := s.results.Settle(ctx, k, results.Settlement{Result: data, Event: ev}); err != nil {
 		return fmt.Errorf("dead letters: settle: %w", err)
 	}
