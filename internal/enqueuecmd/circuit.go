@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/cardimport/cardimport/internal/guard"
-	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/internal/termsafe"
 )
 
@@ -34,14 +33,9 @@ func runCircuit(ctx context.Context, c *cli, args []string) int {
 		c.errorf("circuit: takes no arguments, got %d", fs.NArg())
 		return exitUsage
 	}
-	connOpt, err := rf.connOpt(c.getenv)
+	rdb, err := rf.client(c.getenv)
 	if err != nil {
 		c.errorf("%v", err)
-		return exitFailure
-	}
-	rdb, err := redisconn.Client(connOpt)
-	if err != nil {
-		c.errorf("circuit: %v", err)
 		return exitFailure
 	}
 	defer rdb.Close()

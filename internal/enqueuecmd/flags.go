@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/tasks"
@@ -66,6 +67,16 @@ func (f *redisFlags) connOpt(getenv func(string) string) (asynq.RedisConnOpt, er
 		return nil, errors.New("REDIS_URL: not set (set it, or pass --redis-url)")
 	}
 	return redisconn.Parse(source, uri)
+}
+
+// client opens a Redis client where the flags (or REDIS_URL) point: the
+// one way every subcommand reaches Redis. Its errors never repeat the URL.
+func (f *redisFlags) client(getenv func(string) string) (redis.UniversalClient, error) {
+	connOpt, err := f.connOpt(getenv)
+	if err != nil {
+		return nil, err
+	}
+	return redisconn.Client(connOpt)
 }
 
 // taskFlags set the options of the tasks a command creates.

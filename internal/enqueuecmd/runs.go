@@ -11,7 +11,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/schollz/progressbar/v3"
 
-	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/internal/termsafe"
 	"github.com/cardimport/cardimport/results"
 )
@@ -45,11 +44,7 @@ func (r resultsConn) close() { _ = r.rdb.Close() }
 // openResults opens the results store of the flags' queue, after checking
 // that Redis answers.
 func openResults(ctx context.Context, c *cli, rf redisFlags) (resultsConn, error) {
-	connOpt, err := rf.connOpt(c.getenv)
-	if err != nil {
-		return resultsConn{}, err
-	}
-	rdb, err := redisconn.Client(connOpt)
+	rdb, err := rf.client(c.getenv)
 	if err != nil {
 		return resultsConn{}, err
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/cardimport/cardimport/internal/httpserve"
 	"github.com/cardimport/cardimport/internal/intake"
 	"github.com/cardimport/cardimport/internal/logging"
-	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -87,12 +86,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		c.errorf("%v", err)
 		return exitUsage
 	}
-	connOpt, err := rf.connOpt(c.getenv)
-	if err != nil {
-		c.errorf("%v", err)
-		return exitFailure
-	}
-	rdb, err := redisconn.Client(connOpt)
+	rdb, err := rf.client(c.getenv)
 	if err != nil {
 		c.errorf("%v", err)
 		return exitFailure

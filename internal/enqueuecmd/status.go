@@ -8,7 +8,6 @@ import (
 
 	"github.com/cardimport/cardimport/internal/deadletter"
 	"github.com/cardimport/cardimport/internal/guard"
-	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/internal/termsafe"
 )
 
@@ -42,15 +41,10 @@ func runStatus(ctx context.Context, c *cli, args []string) int {
 		return exitUsage
 	}
 	no := fs.Arg(0)
-	connOpt, err := rf.connOpt(c.getenv)
+	// The task, its dead letter and the circuit are read on one client.
+	rdb, err := rf.client(c.getenv)
 	if err != nil {
 		c.errorf("%v", err)
-		return exitFailure
-	}
-	// The task, its dead letter and the circuit are read on one client.
-	rdb, err := redisconn.Client(connOpt)
-	if err != nil {
-		c.errorf("status: %v", err)
 		return exitFailure
 	}
 	defer rdb.Close()
