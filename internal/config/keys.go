@@ -13,8 +13,8 @@ import (
 )
 
 // WeChatPay reads the merchant's identity and keys from the environment
-// variables of design.md into a wechatpay.Config. Every problem is reported,
-// each naming its variable, so an operator fixes them in one go. Key
+// variables of docs/contracts.md into a wechatpay.Config. Every problem is
+// reported, each naming its variable, so an operator fixes them in one go. Key
 // material never appears in an error, even when a *_FILE variable holds
 // the key itself instead of its path. warnings name secret files that
 // users other than the owner may read, as ssh warns of a loose key.

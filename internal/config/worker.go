@@ -1,6 +1,6 @@
 // Package config reads the worker's configuration from the environment
-// variables of design.md, lets flags override them, and checks it all at
-// start with errors that name the variable or flag at fault.
+// variables of docs/contracts.md, lets flags override them, and checks it
+// all at start with errors that name the variable or flag at fault.
 package config
 
 import (
@@ -16,8 +16,8 @@ import (
 
 	"github.com/cardimport/cardimport/internal/importer"
 	"github.com/cardimport/cardimport/internal/redisconn"
-	"github.com/cardimport/cardimport/internal/wechatpay"
 	"github.com/cardimport/cardimport/internal/webhook"
+	"github.com/cardimport/cardimport/internal/wechatpay"
 	"github.com/cardimport/cardimport/tasks"
 )
 

@@ -2,8 +2,8 @@
 // and beside it the Runs page (runs.go), the project's own view of runs,
 // refusals and members: behind a login whenever it listens beyond this
 // host, optionally read-only, and with every member's openid masked in the
-// payloads and results it shows (design.md: no personal data on the
-// dashboard).
+// payloads and results it shows (docs/security.md: no personal data on
+// the dashboard).
 package dashboard
 
 import (

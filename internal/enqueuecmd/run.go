@@ -20,8 +20,8 @@ import (
 	"github.com/cardimport/cardimport/internal/termsafe"
 )
 
-// Exit codes, as design.md fixes them for `enqueue file`: 2 says a member
-// was refused as invalid while the valid ones were enqueued, so a usage
+// Exit codes, as docs/contracts.md fixes them for `enqueue file`: 2 says a
+// member was refused as invalid while the valid ones were enqueued, so a usage
 // error, which enqueued nothing, is a failure (1) like any other.
 const (
 	exitOK      = 0

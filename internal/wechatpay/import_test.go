@@ -67,8 +67,8 @@ func TestImportInEveryKeyMode(t *testing.T) {
 	}
 }
 
-// TestClassification covers every row of the error table of
-// wechatpay-import-api.md: what WeChat answers, and the kind it becomes.
+// TestClassification covers every row of the decision table in
+// docs/wechat-answers.md: what WeChat answers, and the kind it becomes.
 func TestClassification(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
