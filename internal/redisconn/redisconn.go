@@ -1,7 +1,13 @@
-// Package redisconn turns REDIS_URL into asynq's connection options and
-// checks, at start, that the server can carry the queue: asynq's Lua
+// Package redisconn turns REDIS_URL into asynq's connection options — one
+// server, the master Redis Sentinel names, or a Redis Cluster — and
+// checks, at start, that the servers can carry the queue: asynq's Lua
 // scripts need Redis 6.2 or later, and a server that may evict keys can
 // silently drop queued imports.
+//
+// Every key the project keeps carries its queue in braces, as asynq's own
+// keys do ("cardimport:{QUEUE}:dead", "asynq:{QUEUE}:pending"): on a
+// cluster a queue's keys share one hash slot, so one script or
+// transaction may touch them all, and a queue lives on one master.
 package redisconn
 
 import (
@@ -9,37 +15,73 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
 
-// Parse reads a Redis URL (redis://, rediss://, redis-socket://,
-// redis-sentinel://) given by source, the variable or flag it came from.
-// Its errors name source and never repeat the URL, which may hold a
-// password.
+// Forms is the list of URL forms Parse takes, for messages.
+const Forms = "redis://host:port/db, rediss://…, redis-socket://…, redis-sentinel://host:port,…/db?master=NAME, redis-cluster://host:port,…"
+
+// Parse reads a Redis URL given by source, the variable or flag it came
+// from:
+//
+//	redis://[[user]:password@]host:port[/db]         one server (rediss:// with TLS)
+//	redis-socket://[[user]:password@]/path?db=N      one server on a Unix socket
+//	redis-sentinel://[[user]:password@]host:port[,host:port…][/db]?master=NAME[&sentinel_password=P]
+//	                                                 the master Sentinel names (rediss-sentinel:// with TLS)
+//	redis-cluster://[[user]:password@]host:port[,host:port…]
+//	                                                 a Redis Cluster, from any of its nodes (rediss-cluster:// with TLS)
+//
+// Its errors name source and never repeat the URL or any part of it that
+// may hold a password.
 func Parse(source, raw string) (asynq.RedisConnOpt, error) {
 	if raw == "" {
 		return nil, fmt.Errorf("%s: is required (redis://host:port/db)", source)
 	}
+	scheme, _, _ := strings.Cut(raw, "://")
+	switch scheme {
+	case "redis-sentinel", "rediss-sentinel", "redis-cluster", "rediss-cluster":
+		m, err := parseMultiHost(raw)
+		var opt asynq.RedisConnOpt
+		if err == nil && strings.HasSuffix(scheme, "-sentinel") {
+			opt, err = parseSentinel(m)
+		} else if err == nil {
+			opt, err = parseCluster(m)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", source, scheme, err)
+		}
+		return opt, nil
+	}
 	opt, err := asynq.ParseRedisURI(raw)
 	if err != nil {
 		// url.Error quotes the whole URL, password included; its cause
-		// does not.
+		// quotes the part it could not read, which may be a password
+		// when the '@' is missing.
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
 			err = uerr.Err
 		}
 		msg := strings.TrimPrefix(err.Error(), "asynq: ")
-		return nil, fmt.Errorf("%s: %s (want redis://host:port/db, rediss://…, redis-sentinel://…)", source, msg)
+		if !strings.HasPrefix(msg, "unsupported uri scheme") {
+			msg = quoted.ReplaceAllString(msg, "")
+		}
+		return nil, fmt.Errorf("%s: %s (want %s)", source, strings.Join(strings.Fields(msg), " "), Forms)
 	}
 	if single, ok := opt.(asynq.RedisClientOpt); ok {
 		return ClientOpt{single}, nil
 	}
 	return opt, nil
 }
+
+// quoted matches a quoted part of an error message.
+var quoted = regexp.MustCompile(`"[^"]*"`)
 
 // ClientOpt connects to a single Redis server as asynq's RedisClientOpt
 // does, but its clients speak RESP2. Nothing here needs RESP3 (asynq,
@@ -84,7 +126,8 @@ const MinVersion = "6.2"
 // Check connects to the server and verifies its version. It returns
 // warnings an operator should see (eviction policy) and an error naming
 // REDIS_URL when the server cannot be used. A server that does not report
-// its version (an embedded one) is accepted.
+// its version (an embedded one) is accepted. On a cluster every node is
+// checked, and a cluster that does not report itself ok is refused.
 func Check(ctx context.Context, opt asynq.RedisConnOpt) (warnings []string, err error) {
 	rc, err := Client(opt)
 	if err != nil {
@@ -94,6 +137,34 @@ func Check(ctx context.Context, opt asynq.RedisConnOpt) (warnings []string, err 
 	if err := rc.Ping(ctx).Err(); err != nil {
 		return nil, fmt.Errorf("REDIS_URL: cannot reach redis: %w", err)
 	}
+	cluster, ok := rc.(*redis.ClusterClient)
+	if !ok {
+		return checkServer(ctx, rc)
+	}
+	info, err := cluster.ClusterInfo(ctx).Result()
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: cluster info: %w", err)
+	}
+	if state := infoField(info, "cluster_state"); state != "ok" {
+		return nil, fmt.Errorf("REDIS_URL: the cluster's state is %q, not ok", state)
+	}
+	var mu sync.Mutex
+	err = cluster.ForEachShard(ctx, func(ctx context.Context, node *redis.Client) error {
+		w, err := checkServer(ctx, node)
+		mu.Lock()
+		defer mu.Unlock()
+		for _, x := range w {
+			if !slices.Contains(warnings, x) {
+				warnings = append(warnings, x)
+			}
+		}
+		return err
+	})
+	return warnings, err
+}
+
+// checkServer checks one server.
+func checkServer(ctx context.Context, rc redis.UniversalClient) (warnings []string, err error) {
 	// Some servers (an embedded one, some managed offerings) do not
 	// answer INFO server; they get a warning rather than a refusal.
 	info, err := rc.Info(ctx, "server").Result()

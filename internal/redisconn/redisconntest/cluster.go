@@ -1,0 +1,258 @@
+package redisconntest
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/cardimport/cardimport/internal/redisconn"
+)
+
+// NodeTimeout is the test clusters' cluster-node-timeout: a master silent
+// that long is suspected, and its replica starts an election once most
+// masters agree. Production clusters keep it at a few seconds (the
+// default is 15 s).
+const NodeTimeout = 1000 * time.Millisecond
+
+// Cluster is a Redis Cluster of the test's own.
+type Cluster struct {
+	Nodes []*Server
+	// URL is the redis-cluster:// URL naming every node.
+	URL string
+	// Opt is URL parsed as the worker parses it.
+	Opt asynq.RedisConnOpt
+}
+
+// ClusterNode is one line of CLUSTER NODES.
+type ClusterNode struct {
+	ID, Addr string
+	Master   bool
+	// MasterID is a replica's master.
+	MasterID string
+	// Failed is set for a node the cluster holds failed (fail or fail?).
+	Failed bool
+	// Slots are a master's slot ranges as CLUSTER NODES writes them.
+	Slots []string
+}
+
+// StartCluster starts masters×(1+replicas) nodes with extra args added
+// to each node's command line, joins them with `redis-cli --cluster
+// create`, and waits until every node reports the cluster ok.
+// cluster-require-full-coverage is off, as docs/deployment.md advises:
+// while one master's slots are being failed over, the other masters go on
+// serving theirs.
+func StartCluster(tb testing.TB, masters, replicas int, args ...string) *Cluster {
+	tb.Helper()
+	cli := lookPath(tb, "redis-cli")
+	c := &Cluster{}
+	var addrs []string
+	for range masters * (1 + replicas) {
+		s := newServer(tb)
+		s.args = append([]string{lookPath(tb, "redis-server"), "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.Dir,
+			"--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction",
+			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", strconv.FormatInt(NodeTimeout.Milliseconds(), 10),
+			"--cluster-require-full-coverage", "no"}, args...)
+		s.Start(tb)
+		c.Nodes = append(c.Nodes, s)
+		addrs = append(addrs, s.Addr)
+	}
+	create := append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, cli, create...).CombinedOutput(); err != nil {
+		tb.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	if err := waitFor(30*time.Second, func() error {
+		for _, s := range c.Nodes {
+			v, err := s.Do(context.Background(), "CLUSTER", "INFO")
+			if err != nil {
+				return err
+			}
+			info := fmt.Sprint(v)
+			if !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_slots_ok:16384") ||
+				!strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(len(c.Nodes))+"\r") {
+				return fmt.Errorf("%s: not ok yet", s.Addr)
+			}
+		}
+		// Every replica attached and in sync.
+		nodes, err := c.ClusterNodes()
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, node := range nodes {
+			if !node.Master {
+				n++
+			}
+		}
+		if n != masters*replicas {
+			return fmt.Errorf("%d of %d replicas attached", n, masters*replicas)
+		}
+		for _, s := range c.Nodes {
+			v, err := s.Do(context.Background(), "ROLE")
+			if err != nil {
+				return err
+			}
+			if role, ok := v.([]any); ok && len(role) >= 4 && role[0] == "slave" && role[3] != "connected" {
+				return fmt.Errorf("replica %s: %v", s.Addr, role[3])
+			}
+		}
+		return nil
+	}); err != nil {
+		tb.Fatalf("cluster: %v", err)
+	}
+	c.URL = "redis-cluster://" + strings.Join(addrs, ",")
+	opt, err := redisconn.Parse("REDIS_URL", c.URL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c.Opt = opt
+	return c
+}
+
+// ClusterNodes reads CLUSTER NODES from the first node that answers.
+func (c *Cluster) ClusterNodes() ([]ClusterNode, error) {
+	var last error
+	for _, s := range c.Nodes {
+		v, err := s.Do(context.Background(), "CLUSTER", "NODES")
+		if err != nil {
+			last = err
+			continue
+		}
+		return parseClusterNodes(fmt.Sprint(v)), nil
+	}
+	return nil, last
+}
+
+// parseClusterNodes reads CLUSTER NODES: id addr@bus flags master-id
+// ping pong epoch link slot….
+func parseClusterNodes(text string) []ClusterNode {
+	var nodes []ClusterNode
+	for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 {
+			continue
+		}
+		addr, _, _ := strings.Cut(f[1], "@")
+		flags := f[2]
+		n := ClusterNode{ID: f[0], Addr: addr, Master: strings.Contains(flags, "master"),
+			Failed: strings.Contains(flags, "fail")}
+		if f[3] != "-" {
+			n.MasterID = f[3]
+		}
+		if len(f) > 8 {
+			n.Slots = f[8:]
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes
+}
+
+// Slot is the hash slot of key, asked of the cluster.
+func (c *Cluster) Slot(tb testing.TB, key string) int {
+	tb.Helper()
+	for _, s := range c.Nodes {
+		if v, err := s.Do(context.Background(), "CLUSTER", "KEYSLOT", key); err == nil {
+			return int(v.(int64))
+		}
+	}
+	tb.Fatalf("no node answers CLUSTER KEYSLOT")
+	return 0
+}
+
+// MasterOfSlot is the server that serves slot now, as the nodes that are
+// not failed see it.
+func (c *Cluster) MasterOfSlot(tb testing.TB, slot int) *Server {
+	tb.Helper()
+	nodes, err := c.ClusterNodes()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, n := range nodes {
+		if n.Master && !n.Failed && coversSlot(n.Slots, slot) {
+			return c.Server(tb, n.Addr)
+		}
+	}
+	tb.Fatalf("no master serves slot %d", slot)
+	return nil
+}
+
+// Server is the node at addr.
+func (c *Cluster) Server(tb testing.TB, addr string) *Server {
+	tb.Helper()
+	for _, s := range c.Nodes {
+		if s.Addr == addr {
+			return s
+		}
+	}
+	tb.Fatalf("%s is none of the cluster's nodes", addr)
+	return nil
+}
+
+// Masters are the nodes serving slots now.
+func (c *Cluster) Masters(tb testing.TB) []*Server {
+	tb.Helper()
+	nodes, err := c.ClusterNodes()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out []*Server
+	for _, n := range nodes {
+		if n.Master && !n.Failed && len(n.Slots) > 0 {
+			out = append(out, c.Server(tb, n.Addr))
+		}
+	}
+	return out
+}
+
+// WaitTakenOver waits until a node other than old serves slot and answers
+// writes for it; it returns that node.
+func (c *Cluster) WaitTakenOver(tb testing.TB, old *Server, slot int, timeout time.Duration) *Server {
+	tb.Helper()
+	var got *Server
+	err := waitFor(timeout, func() error {
+		for _, s := range c.Nodes {
+			if s == old {
+				continue
+			}
+			v, err := s.Do(context.Background(), "CLUSTER", "NODES")
+			if err != nil {
+				continue
+			}
+			for _, n := range parseClusterNodes(fmt.Sprint(v)) {
+				if !n.Master || n.Failed || n.Addr == old.Addr || !coversSlot(n.Slots, slot) {
+					continue
+				}
+				got = c.Server(tb, n.Addr)
+				return nil
+			}
+		}
+		return fmt.Errorf("slot %d is still %s's", slot, old.Addr)
+	})
+	if err != nil {
+		tb.Fatalf("no replica took over within %s: %v", timeout, err)
+	}
+	return got
+}
+
+func coversSlot(ranges []string, slot int) bool {
+	for _, r := range ranges {
+		lo, hi, found := strings.Cut(r, "-")
+		if !found {
+			hi = lo
+		}
+		a, err1 := strconv.Atoi(lo)
+		b, err2 := strconv.Atoi(hi)
+		if err1 == nil && err2 == nil && a <= slot && slot <= b {
+			return true
+		}
+	}
+	return false
+}
