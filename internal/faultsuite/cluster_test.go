@@ -1,0 +1,141 @@
+package faultsuite_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cardimport/cardimport/internal/redisconn/redisconntest"
+	"github.com/cardimport/cardimport/internal/redistest"
+)
+
+// clusterMembers is how many importable members each of the cluster
+// test's three queues gets: 3,000 in all.
+const clusterMembers = members / 3
+
+// TestClusterFailover: three masters with a replica each; three queues,
+// one on each master, each with a worker and an `enqueue file` feeding it
+// through redis-cluster://, 1,000 members each (and 10 WeChat refuses)
+// with transient faults. Mid-run the master of the first queue is
+// SIGKILLed; its replica takes over its slots; imports on every queue
+// carry on. It reports when imports on the killed master's queue resumed
+// and the longest pause of the other two, counts the acknowledged enqueues
+// lost, runs each file again, which enqueues exactly those, and ends with
+// every member imported once, the dead letters and the runs' counts whole.
+func TestClusterFailover(t *testing.T) {
+	needFaults(t)
+	c := redisconntest.StartCluster(t, 3, 1)
+	r := &redistest.Redis{Opt: c.Opt, URL: c.URL}
+	rdb := connect(t, c.Opt)
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	names := spreadQueues(t, c, "failover")
+	var qs []*failoverQueue
+	for i, name := range names {
+		qs = append(qs, newFailoverQueue(t, r, fmt.Sprintf("cluster-%c", 'a'+i), name, clusterMembers, failoverRefused/3))
+	}
+	slot := slotOf("asynq:{" + qs[0].queue + "}:pending")
+	master := c.MasterOfSlot(t, slot)
+	var where []string
+	for _, q := range qs {
+		where = append(where, fmt.Sprintf("%s on %s (slot %d)", q.queue, c.MasterOfSlot(t, slotOf(q.queue)).Addr, slotOf(q.queue)))
+	}
+	t.Logf("faults: cluster: queues %s", strings.Join(where, ", "))
+
+	const workers = 1
+	var feeds []*feeder
+	for _, q := range qs {
+		q.startWorkers(workers)
+		// 100 rows a second each, a little over what the worker's
+		// share of the two cores carries.
+		feeds = append(feeds, q.feed(100))
+	}
+	for deadline := time.Now().Add(recoveryLimit); feeds[0].rowsFed() < qs[0].rows()*2/5; {
+		require.True(t, time.Now().Before(deadline), "fed %d rows", feeds[0].rowsFed())
+		time.Sleep(10 * time.Millisecond)
+	}
+	imported := qs[0].srv.Members()
+	master.Kill()
+	killed := time.Now()
+	promoted := c.WaitTakenOver(t, master, slot, time.Minute)
+	promotedAt := time.Now()
+	resumed := qs[0].waitResumed(killed, inFlight(workers))
+
+	type result struct {
+		enqueued, duplicates, lost, again, dup int
+		idle, done                             time.Time
+	}
+	res := make([]result, len(qs))
+	for i, q := range qs {
+		res[i].enqueued, res[i].duplicates = feeds[i].wait(t)
+		require.Equal(t, q.rows(), res[i].enqueued+res[i].duplicates, "%s: every row acknowledged", q.name)
+	}
+	for i, q := range qs {
+		res[i].idle = q.waitIdle(insp, false)
+		lost := q.lost(rdb)
+		res[i].lost = len(lost)
+		res[i].again, res[i].dup = q.rerun()
+		require.Equal(t, len(lost), res[i].again, "%s: the second run enqueues exactly what the failover lost", q.name)
+		require.Equal(t, q.rows()-len(lost), res[i].dup)
+	}
+	for i, q := range qs {
+		res[i].done = q.waitIdle(insp, true)
+		run := q.check(rdb)
+		r := res[i]
+		pause := ""
+		if i > 0 {
+			pause = fmt.Sprintf("; its longest pause from the kill on: %s", seconds(q.progress.longestStall(killed, killed.Add(15*time.Second), len(q.importable))))
+		}
+		t.Logf("faults: cluster: %s (%s): enqueue file carried on (enqueued=%d duplicates=%d)%s; idle %s after the kill; acknowledged enqueues lost: %d; the same file again: enqueued=%d duplicates=%d; members imported twice: 0; all %d imported once and %d dead letters %s after the kill; the run: imported=%d dead=%d enqueued=%d",
+			q.name, q.queue, r.enqueued, r.duplicates, pause, seconds(r.idle.Sub(killed)), r.lost, r.again, r.dup, len(q.importable), len(q.refused), seconds(r.done.Sub(killed)), run.Imported, run.Dead, run.Enqueued)
+	}
+	t.Logf("faults: cluster: master %s of %s SIGKILLed after %d of its members were imported; replica %s took over %s after the kill; imports on %s resumed %s after the kill",
+		master.Addr, qs[0].queue, imported, promoted.Addr, seconds(promotedAt.Sub(killed)), qs[0].queue, seconds(resumed.Sub(killed)))
+}
+
+// spreadQueues returns three queue names, each on another master of c,
+// named prefix-a-…, prefix-b-…, prefix-c-…. Real queue names spread over
+// the masters by their hash; a test picks names that land one a master.
+func spreadQueues(t *testing.T, c *redisconntest.Cluster, prefix string) []string {
+	t.Helper()
+	masters := c.Masters(t)
+	require.Len(t, masters, 3)
+	taken := map[string]bool{}
+	var names []string
+	for i := 0; len(names) < len(masters) && i < 100000; i++ {
+		name := fmt.Sprintf("%s-%c-%d", prefix, 'a'+len(names), i)
+		addr := c.MasterOfSlot(t, slotOf(name)).Addr
+		if !taken[addr] {
+			taken[addr] = true
+			names = append(names, name)
+		}
+	}
+	require.Len(t, names, len(masters))
+	return names
+}
+
+// slotOf is the cluster hash slot of key: CRC16 (XMODEM) of its hash tag
+// (the part between the first '{' and the next '}', when not empty) or of
+// the whole key, modulo 16384.
+func slotOf(key string) int {
+	if open := strings.IndexByte(key, '{'); open >= 0 {
+		if end := strings.IndexByte(key[open+1:], '}'); end > 0 {
+			key = key[open+1 : open+1+end]
+		}
+	}
+	var crc uint16
+	for i := 0; i < len(key); i++ {
+		crc ^= uint16(key[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return int(crc) % 16384
+}
