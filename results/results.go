@@ -80,7 +80,10 @@ func DecodeSettlement(values map[string]any) Run {
 	for k, v := range values {
 		h[k], _ = v.(string)
 	}
-	return decodeRun(h["run"], h)
+	r := decodeRun(h["run"], h)
+	// A run settles only once its producer closed it.
+	r.Closed = true
+	return r
 }
 
 // eventFrom decodes a stream entry.

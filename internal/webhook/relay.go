@@ -36,8 +36,13 @@ type Event struct {
 	Data      json.RawMessage `json:"data"`
 }
 
-// QueueFor is the asynq queue of the webhook deliveries of an import queue.
-func QueueFor(queue string) string { return queue + ":webhooks" }
+// QueueFor is the asynq queue of the webhook deliveries of an import
+// queue: QUEUE}:webhooks. asynq keys a queue as asynq:{NAME}:…, and Redis
+// Cluster hashes only what stands between the first { and the next }: the
+// brace in the name closes the tag after QUEUE, so the deliveries' keys
+// (asynq:{QUEUE}:webhooks}:pending, …) share the import queue's hash slot,
+// as every key of the project does, on one master with it.
+func QueueFor(queue string) string { return queue + "}:webhooks" }
 
 // group is the consumer group the relays of every worker share, and relay
 // the one consumer name they all read as: its pending list is theirs

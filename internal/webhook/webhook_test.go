@@ -137,3 +137,13 @@ func TestRetryDelay(t *testing.T) {
 	require.Greater(t, total, 11*time.Hour)
 	require.Less(t, total, 25*time.Hour)
 }
+
+// TestQueueKeepsTheHashTag: asynq's keys of the webhook queue hash like the
+// import queue's on Redis Cluster.
+func TestQueueKeepsTheHashTag(t *testing.T) {
+	t.Parallel()
+	key := "asynq:{" + webhook.QueueFor("membercard") + "}:pending"
+	open := strings.Index(key, "{")
+	closing := strings.Index(key[open:], "}")
+	require.Equal(t, "membercard", key[open+1:open+closing])
+}
