@@ -73,16 +73,22 @@ func TestClusterFailover(t *testing.T) {
 		res[i].enqueued, res[i].duplicates = feeds[i].wait(t)
 		require.Equal(t, q.rows(), res[i].enqueued+res[i].duplicates, "%s: every row acknowledged", q.name)
 	}
+	for i, at := range waitAllIdle(t, insp, qs, false) {
+		res[i].idle = at
+	}
 	for i, q := range qs {
-		res[i].idle = q.waitIdle(insp, false)
 		lost := q.lost(rdb)
 		res[i].lost = len(lost)
 		res[i].again, res[i].dup = q.rerun()
 		require.Equal(t, len(lost), res[i].again, "%s: the second run enqueues exactly what the failover lost", q.name)
 		require.Equal(t, q.rows()-len(lost), res[i].dup)
 	}
+	for i, at := range waitAllIdle(t, insp, qs, true) {
+		res[i].done = at
+	}
+	t.Logf("faults: cluster: master %s of %s SIGKILLed after %d of its members were imported; replica %s took over %s after the kill; imports on %s resumed %s after the kill",
+		master.Addr, qs[0].queue, imported, promoted.Addr, seconds(promotedAt.Sub(killed)), qs[0].queue, seconds(resumed.Sub(killed)))
 	for i, q := range qs {
-		res[i].done = q.waitIdle(insp, true)
 		run := q.check(rdb)
 		r := res[i]
 		pause := ""
@@ -92,8 +98,6 @@ func TestClusterFailover(t *testing.T) {
 		t.Logf("faults: cluster: %s (%s): enqueue file carried on (enqueued=%d duplicates=%d)%s; idle %s after the kill; acknowledged enqueues lost: %d; the same file again: enqueued=%d duplicates=%d; members imported twice: 0; all %d imported once and %d dead letters %s after the kill; the run: imported=%d dead=%d enqueued=%d",
 			q.name, q.queue, r.enqueued, r.duplicates, pause, seconds(r.idle.Sub(killed)), r.lost, r.again, r.dup, len(q.importable), len(q.refused), seconds(r.done.Sub(killed)), run.Imported, run.Dead, run.Enqueued)
 	}
-	t.Logf("faults: cluster: master %s of %s SIGKILLed after %d of its members were imported; replica %s took over %s after the kill; imports on %s resumed %s after the kill",
-		master.Addr, qs[0].queue, imported, promoted.Addr, seconds(promotedAt.Sub(killed)), qs[0].queue, seconds(resumed.Sub(killed)))
 }
 
 // spreadQueues returns three queue names, each on another master of c,

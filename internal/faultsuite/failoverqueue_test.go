@@ -229,28 +229,44 @@ func (f *feeder) wait(t *testing.T) (enqueued, duplicates int) {
 // enqueues it cannot, until they are enqueued again.
 func (q *failoverQueue) waitIdle(insp *asynq.Inspector, want bool) time.Time {
 	q.t.Helper()
+	return waitAllIdle(q.t, insp, []*failoverQueue{q}, want)[0]
+}
+
+// waitAllIdle waits as waitIdle for every queue of qs at once, and
+// returns when each became idle.
+func waitAllIdle(t *testing.T, insp *asynq.Inspector, qs []*failoverQueue, want bool) []time.Time {
+	t.Helper()
 	deadline := time.Now().Add(recoveryLimit)
-	var last string
-	for {
-		n := q.srv.Members()
-		if !want || n == len(q.importable) {
+	idle := make([]time.Time, len(qs))
+	for left := len(qs); left > 0; {
+		var last []string
+		for i, q := range qs {
+			if !idle[i].IsZero() {
+				continue
+			}
+			n := q.srv.Members()
+			if want && n != len(q.importable) {
+				last = append(last, fmt.Sprintf("%s: %d of %d members imported", q.name, n, len(q.importable)))
+				continue
+			}
 			info, err := insp.GetQueueInfo(q.queue)
-			if err == nil && info.Pending+info.Active+info.Scheduled+info.Retry+info.Aggregating == 0 {
-				return time.Now()
+			switch {
+			case err != nil:
+				last = append(last, q.name+": "+err.Error())
+			case info.Pending+info.Active+info.Scheduled+info.Retry+info.Aggregating == 0:
+				idle[i] = time.Now()
+				left--
+			default:
+				last = append(last, fmt.Sprintf("%s: %d members imported; pending %d, active %d, scheduled %d, retry %d",
+					q.name, n, info.Pending, info.Active, info.Scheduled, info.Retry))
 			}
-			if err != nil {
-				last = err.Error()
-			} else {
-				last = fmt.Sprintf("%d members imported; pending %d, active %d, scheduled %d, retry %d", n, info.Pending, info.Active, info.Scheduled, info.Retry)
-			}
-		} else {
-			last = fmt.Sprintf("%d of %d members imported", n, len(q.importable))
 		}
-		if time.Now().After(deadline) {
-			q.t.Fatalf("%s: not done %s after the start of the wait: %s", q.name, recoveryLimit, last)
+		if left > 0 && time.Now().After(deadline) {
+			t.Fatalf("not done %s after the start of the wait: %s", recoveryLimit, strings.Join(last, "; "))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return idle
 }
 
 // lost returns the out_request_nos whose task Redis does not hold: every

@@ -90,7 +90,6 @@ func TestClientsOfEveryForm(t *testing.T) {
 			require.Equal(t, redisconn.FailoverRetries, c.Options().MaxRetries)
 		case *redis.ClusterClient:
 			require.Equal(t, 2, c.Options().Protocol)
-			require.Equal(t, redisconn.FailoverRetries, c.Options().MaxRedirects)
 			require.Equal(t, redisconn.ClusterStateReload, c.Options().ClusterStateReloadInterval)
 		default:
 			t.Fatalf("%s: %T", raw, rc)

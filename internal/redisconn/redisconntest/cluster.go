@@ -20,6 +20,9 @@ import (
 // default is 15 s).
 const NodeTimeout = 1000 * time.Millisecond
 
+// busOffset is how far above a node's port its cluster bus listens.
+const busOffset = 10000
+
 // Cluster is a Redis Cluster of the test's own.
 type Cluster struct {
 	Nodes []*Server
@@ -53,7 +56,9 @@ func StartCluster(tb testing.TB, masters, replicas int, args ...string) *Cluster
 	c := &Cluster{}
 	var addrs []string
 	for range masters * (1 + replicas) {
-		s := newServer(tb)
+		// The cluster bus listens on the port + 10000: both below the
+		// ephemeral range.
+		s := newServerOn(tb, sparePort(tb, 20000, 22700, busOffset))
 		s.args = append([]string{lookPath(tb, "redis-server"), "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.Dir,
 			"--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction",
 			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",

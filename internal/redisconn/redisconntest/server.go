@@ -78,7 +78,12 @@ func StartServer(tb testing.TB, args ...string) *Server {
 // newServer picks a port and a directory.
 func newServer(tb testing.TB) *Server {
 	tb.Helper()
-	port := SparePort(tb)
+	return newServerOn(tb, SparePort(tb))
+}
+
+// newServerOn is newServer on port.
+func newServerOn(tb testing.TB, port int) *Server {
+	tb.Helper()
 	s := &Server{Port: port, Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: tb.TempDir()}
 	tb.Cleanup(func() { s.Kill() })
 	return s
@@ -89,15 +94,28 @@ func newServer(tb testing.TB) *Server {
 // otherwise take its port as their local one.
 func SparePort(tb testing.TB) int {
 	tb.Helper()
-	for range 200 {
-		port := 20000 + rand.IntN(12000)
+	return sparePort(tb, 20000, 32000, 0)
+}
+
+// sparePort returns a free port from lo to hi whose port+also is free
+// too (a cluster node's bus port is its port + 10000).
+func sparePort(tb testing.TB, lo, hi, also int) int {
+	tb.Helper()
+	free := func(port int) bool {
 		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err == nil {
-			_ = l.Close()
+		if err != nil {
+			return false
+		}
+		_ = l.Close()
+		return true
+	}
+	for range 200 {
+		port := lo + rand.IntN(hi-lo)
+		if free(port) && (also == 0 || free(port+also)) {
 			return port
 		}
 	}
-	tb.Fatal("no spare port between 20000 and 32000")
+	tb.Fatalf("no spare port between %d and %d", lo, hi)
 	return 0
 }
 
