@@ -145,10 +145,10 @@ func TestRedisURLErrors(t *testing.T) {
 		wantStderr string
 	}{
 		{name: "unset", wantStderr: "enqueue: REDIS_URL: not set (set it, or pass --redis-url)\n"},
-		{name: "unknown scheme", env: "http://127.0.0.1:6379", wantStderr: "enqueue: REDIS_URL: unsupported uri scheme: \"http\" (want redis://host:port/db, rediss://…, redis-sentinel://…)\n"},
-		{name: "bad database", env: "redis://127.0.0.1:6379/first", wantStderr: "enqueue: REDIS_URL: could not parse redis uri: database number should be the first segment of the path (want redis://host:port/db, rediss://…, redis-sentinel://…)\n"},
-		{name: "unparsable, password not shown", env: "redis://:s3cret@127.0.0.1:63x79/0", wantStderr: "enqueue: REDIS_URL: invalid port \":63x79\" after host (want redis://host:port/db, rediss://…, redis-sentinel://…)\n"},
-		{name: "flag overrides env", env: "redis://127.0.0.1:6379/0", flag: "rediss://:s3cret@[::1/0", wantStderr: "enqueue: --redis-url: missing ']' in host (want redis://host:port/db, rediss://…, redis-sentinel://…)\n"},
+		{name: "unknown scheme", env: "http://127.0.0.1:6379", wantStderr: "enqueue: REDIS_URL: unsupported uri scheme: \"http\" (want redis://host:port/db, rediss://…, redis-socket://…, redis-sentinel://host:port,…/db?master=NAME, redis-cluster://host:port,…)\n"},
+		{name: "bad database", env: "redis://127.0.0.1:6379/first", wantStderr: "enqueue: REDIS_URL: could not parse redis uri: database number should be the first segment of the path (want redis://host:port/db, rediss://…, redis-socket://…, redis-sentinel://host:port,…/db?master=NAME, redis-cluster://host:port,…)\n"},
+		{name: "unparsable, password not shown", env: "redis://:s3cret@127.0.0.1:63x79/0", wantStderr: "enqueue: REDIS_URL: invalid port after host (want redis://host:port/db, rediss://…, redis-socket://…, redis-sentinel://host:port,…/db?master=NAME, redis-cluster://host:port,…)\n"},
+		{name: "flag overrides env", env: "redis://127.0.0.1:6379/0", flag: "rediss://:s3cret@[::1/0", wantStderr: "enqueue: --redis-url: missing ']' in host (want redis://host:port/db, rediss://…, redis-socket://…, redis-sentinel://host:port,…/db?master=NAME, redis-cluster://host:port,…)\n"},
 	}
 	for _, tt := range tests {
 		for _, cmd := range [][]string{
