@@ -66,7 +66,7 @@ func TestClusterKeys(t *testing.T) {
 	needFaults(t)
 	c := redisconntest.StartCluster(t, 3, 0)
 	r := &redistest.Redis{Opt: c.Opt, URL: c.URL}
-	names := spreadQueues(t, c, "keys")
+	names := c.SpreadQueues(t, "keys")
 
 	var delivered atomic.Int64
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -132,7 +132,7 @@ func TestClusterKeys(t *testing.T) {
 	// Every key on every master.
 	slots := map[string]int{}
 	for _, q := range qs {
-		slots[q.queue] = slotOf(q.queue)
+		slots[q.queue] = redisconntest.Slot(q.queue)
 		require.Equal(t, c.Slot(t, "asynq:{"+q.queue+"}:pending"), slots[q.queue], "slotOf agrees with CLUSTER KEYSLOT")
 	}
 	type family struct{ tasks, asynq, dead, results, guard, webhook, other int }
@@ -154,13 +154,13 @@ func TestClusterKeys(t *testing.T) {
 				continue
 			}
 			q := queueOfKey(key, names)
-			if q == "" || slotOf(key) != slots[q] {
+			if q == "" || redisconntest.Slot(key) != slots[q] {
 				// One line per family: the key up to its tag's end.
 				family := key
 				if end := strings.IndexByte(key, '}'); end >= 0 {
 					family = key[:end+1] + "…"
 				}
-				if line := fmt.Sprintf("%s: slot %d on %s", family, slotOf(key), m.Addr); !slices.Contains(bad, line) {
+				if line := fmt.Sprintf("%s: slot %d on %s", family, redisconntest.Slot(key), m.Addr); !slices.Contains(bad, line) {
 					bad = append(bad, line)
 				}
 				continue

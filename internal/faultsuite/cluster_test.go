@@ -32,16 +32,16 @@ func TestClusterFailover(t *testing.T) {
 	r := &redistest.Redis{Opt: c.Opt, URL: c.URL}
 	rdb := connect(t, c.Opt)
 	insp := asynq.NewInspectorFromRedisClient(rdb)
-	names := spreadQueues(t, c, "failover")
+	names := c.SpreadQueues(t, "failover")
 	var qs []*failoverQueue
 	for i, name := range names {
 		qs = append(qs, newFailoverQueue(t, r, fmt.Sprintf("cluster-%c", 'a'+i), name, clusterMembers, failoverRefused/3))
 	}
-	slot := slotOf("asynq:{" + qs[0].queue + "}:pending")
+	slot := redisconntest.Slot("asynq:{" + qs[0].queue + "}:pending")
 	master := c.MasterOfSlot(t, slot)
 	var where []string
 	for _, q := range qs {
-		where = append(where, fmt.Sprintf("%s on %s (slot %d)", q.queue, c.MasterOfSlot(t, slotOf(q.queue)).Addr, slotOf(q.queue)))
+		where = append(where, fmt.Sprintf("%s on %s (slot %d)", q.queue, c.MasterOfSlot(t, redisconntest.Slot(q.queue)).Addr, redisconntest.Slot(q.queue)))
 	}
 	t.Logf("faults: cluster: queues %s", strings.Join(where, ", "))
 
@@ -98,48 +98,4 @@ func TestClusterFailover(t *testing.T) {
 		t.Logf("faults: cluster: %s (%s): enqueue file carried on (enqueued=%d duplicates=%d)%s; idle %s after the kill; acknowledged enqueues lost: %d; the same file again: enqueued=%d duplicates=%d; members imported twice: 0; all %d imported once and %d dead letters %s after the kill; the run: imported=%d dead=%d enqueued=%d",
 			q.name, q.queue, r.enqueued, r.duplicates, pause, seconds(r.idle.Sub(killed)), r.lost, r.again, r.dup, len(q.importable), len(q.refused), seconds(r.done.Sub(killed)), run.Imported, run.Dead, run.Enqueued)
 	}
-}
-
-// spreadQueues returns three queue names, each on another master of c,
-// named prefix-a-…, prefix-b-…, prefix-c-…. Real queue names spread over
-// the masters by their hash; a test picks names that land one a master.
-func spreadQueues(t *testing.T, c *redisconntest.Cluster, prefix string) []string {
-	t.Helper()
-	masters := c.Masters(t)
-	require.Len(t, masters, 3)
-	taken := map[string]bool{}
-	var names []string
-	for i := 0; len(names) < len(masters) && i < 100000; i++ {
-		name := fmt.Sprintf("%s-%c-%d", prefix, 'a'+len(names), i)
-		addr := c.MasterOfSlot(t, slotOf(name)).Addr
-		if !taken[addr] {
-			taken[addr] = true
-			names = append(names, name)
-		}
-	}
-	require.Len(t, names, len(masters))
-	return names
-}
-
-// slotOf is the cluster hash slot of key: CRC16 (XMODEM) of its hash tag
-// (the part between the first '{' and the next '}', when not empty) or of
-// the whole key, modulo 16384.
-func slotOf(key string) int {
-	if open := strings.IndexByte(key, '{'); open >= 0 {
-		if end := strings.IndexByte(key[open+1:], '}'); end > 0 {
-			key = key[open+1 : open+1+end]
-		}
-	}
-	var crc uint16
-	for i := 0; i < len(key); i++ {
-		crc ^= uint16(key[i]) << 8
-		for range 8 {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return int(crc) % 16384
 }

@@ -261,3 +261,58 @@ func coversSlot(ranges []string, slot int) bool {
 	}
 	return false
 }
+
+// Slot is the cluster hash slot of key: CRC16 (XMODEM) of its hash tag
+// (what stands between the first '{' and the next '}', when not empty)
+// or of the whole key, modulo 16384.
+func Slot(key string) int {
+	if open := strings.IndexByte(key, '{'); open >= 0 {
+		if end := strings.IndexByte(key[open+1:], '}'); end > 0 {
+			key = key[open+1 : open+1+end]
+		}
+	}
+	var crc uint16
+	for i := 0; i < len(key); i++ {
+		crc ^= uint16(key[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return int(crc) % 16384
+}
+
+// SpreadQueues returns one queue name per master, named
+// prefix-a-N, prefix-b-N, …: real queue names spread over the masters by
+// their hash, a test or benchmark picks names that land one a master.
+func (c *Cluster) SpreadQueues(tb testing.TB, prefix string) []string {
+	tb.Helper()
+	nodes, err := c.ClusterNodes()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var masters []ClusterNode
+	for _, n := range nodes {
+		if n.Master && !n.Failed && len(n.Slots) > 0 {
+			masters = append(masters, n)
+		}
+	}
+	taken := map[string]bool{}
+	var names []string
+	for i := 0; len(names) < len(masters) && i < 100000; i++ {
+		name := fmt.Sprintf("%s-%c-%d", prefix, 'a'+len(names), i)
+		for _, m := range masters {
+			if !taken[m.ID] && coversSlot(m.Slots, Slot(name)) {
+				taken[m.ID] = true
+				names = append(names, name)
+			}
+		}
+	}
+	if len(names) != len(masters) {
+		tb.Fatalf("no queue names for all %d masters", len(masters))
+	}
+	return names
+}
