@@ -1,37 +1,17 @@
 package faultsuite_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"os/exec"
 	"slices"
 	"sort"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardimport/cardimport/internal/buildtest"
-	"github.com/cardimport/cardimport/internal/logtest"
-	"github.com/cardimport/cardimport/internal/proctest"
 	"github.com/cardimport/cardimport/internal/redisconn/redisconntest"
 	"github.com/cardimport/cardimport/internal/redistest"
-	"github.com/cardimport/cardimport/results"
-)
-
-// keysMembers is how many importable members each queue of
-// TestClusterKeys gets, beside keysRefused dead ones and the intake's.
-const (
-	keysMembers = 200
-	keysRefused = 10
-	keysIntake  = 5
 )
 
 // asynqGlobal are asynq's keys that belong to no queue: the set of queue
@@ -52,12 +32,8 @@ func asynqGlobal(key string) bool {
 }
 
 // TestClusterKeys: a full run on a real three-master Redis Cluster, every
-// command through redis-cluster:// — on each of three queues, one a
-// master: a worker (with its metrics and webhooks on), `enqueue file
-// --run --wait`, `enqueue dead list`, `enqueue runs show`, `enqueue
-// results export` and `results follow`, the intake (POST /v1/imports, GET
-// /v1/runs and /v1/imports) and `worker --dashboard-only` — then SCAN
-// every master and check each key: every key of a queue carries the queue
+// command through redis-cluster:// (everyCommand) on each of three
+// queues, one a master, then SCAN every master and check each key: every key of a queue carries the queue
 // as its hash tag, so it shares the queue's slot (and master) with
 // asynq's; the only others are asynq's own global keys. A key of the
 // project's own on another slot fails the test, as does a CROSSSLOT error
@@ -68,66 +44,7 @@ func TestClusterKeys(t *testing.T) {
 	r := &redistest.Redis{Opt: c.Opt, URL: c.URL}
 	names := c.SpreadQueues(t, "keys")
 
-	var delivered atomic.Int64
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		_, _ = io.Copy(io.Discard, req.Body)
-		delivered.Add(1)
-	}))
-	t.Cleanup(hook.Close)
-
-	var outputs []*logtest.Buffer
-	start := func(q *failoverQueue, name string, vars map[string]string, args ...string) *proctest.Process {
-		p := proctest.Start(t, name, proctest.Environ(vars), args...)
-		outputs = append(outputs, p.Out)
-		return p
-	}
-	var qs []*failoverQueue
-	for i, name := range names {
-		q := newFailoverQueue(t, r, fmt.Sprintf("keys-%c", 'a'+i), name, keysMembers, keysRefused)
-		q.vars["WEBHOOK_URL"] = hook.URL
-		q.vars["WEBHOOK_SECRET"] = "faultsuite-webhook-secret"
-		q.startWorkers(1, "--metrics", "127.0.0.1:0")
-		qs = append(qs, q)
-	}
-	for _, q := range qs {
-		q.mu.Lock()
-		outputs = append(outputs, q.workers[0].Out)
-		q.mu.Unlock()
-
-		follower := &lineCounter{}
-		bin, err := buildtest.Command("enqueue")
-		require.NoError(t, err)
-		cmd := exec.Command(bin, "results", "follow", "--group", "registration", "--consumer", "reg-1")
-		cmd.Env, cmd.Stdout, cmd.Stderr = proctest.Environ(q.vars), follower, follower
-		require.NoError(t, cmd.Start())
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-
-		out, code := q.enqueue("file", "--run", q.run, "--wait", q.file)
-		require.Equal(t, 3, code, "--wait exits 3 with dead members:\n%s", out)
-		require.True(t, strings.HasSuffix(strings.TrimSpace(out), fmt.Sprintf("imported=%d already_member=0 dead=%d", keysMembers, keysRefused)), out)
-
-		out, _ = q.enqueue("dead", "list")
-		require.Equal(t, keysRefused, strings.Count(out, "INVALID_REQUEST"), "enqueue dead list:\n%s", out)
-		out, _ = q.enqueue("runs", "show", "--json", q.run)
-		var run results.Run
-		require.NoError(t, json.Unmarshal([]byte(out), &run), out)
-		require.Equal(t, int64(keysMembers), run.Imported)
-		out, _ = q.enqueue("results", "export", "--run", q.run)
-		require.Len(t, strings.Split(strings.TrimSpace(out), "\n"), 1+keysMembers+keysRefused, "results export: a header and a line a member")
-
-		intakeMembers(t, start(q, "enqueue", q.vars, "serve", "--addr", "127.0.0.1:0"), q)
-		dashboard(t, start(q, "worker", map[string]string{"REDIS_URL": q.vars["REDIS_URL"], "QUEUE": q.queue}, "--dashboard-only", "--dashboard", "127.0.0.1:0"), q)
-
-		for deadline := time.Now().Add(time.Minute); follower.lines() < keysMembers+keysRefused; {
-			require.True(t, time.Now().Before(deadline), "%s: the follower wrote %d lines", q.name, follower.lines())
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	outcomes := int64(len(qs) * (keysMembers + keysRefused + keysIntake))
-	for deadline := time.Now().Add(time.Minute); delivered.Load() < outcomes; {
-		require.True(t, time.Now().Before(deadline), "webhooks delivered %d of at least %d", delivered.Load(), outcomes)
-		time.Sleep(20 * time.Millisecond)
-	}
+	qs, _ := everyCommand(t, r, "keys", names)
 
 	// Every key on every master.
 	slots := map[string]int{}
@@ -192,9 +109,6 @@ func TestClusterKeys(t *testing.T) {
 	}
 	sort.Strings(bad)
 	require.Empty(t, bad, "keys outside their queue's slot, or of no queue")
-	for _, out := range outputs {
-		require.NotContains(t, out.String(), "CROSSSLOT")
-	}
 	guard := 0
 	for _, q := range qs {
 		f := perQueue[q.queue]
@@ -231,84 +145,4 @@ func queueOfKey(key string, queues []string) string {
 		return tag
 	}
 	return ""
-}
-
-// listening waits until p logged message (with server name, when not
-// empty) and returns the address it logged.
-func listening(t *testing.T, p *proctest.Process, message, server string) string {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		sc := bufio.NewScanner(strings.NewReader(p.Out.String()))
-		for sc.Scan() {
-			var line struct{ Message, Server, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Message == message && (server == "" || line.Server == server) {
-				return line.Addr
-			}
-		}
-		require.True(t, time.Now().Before(deadline), "%s did not log %q within 30 s:\n%s", p.Path, message, p.Out.String())
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// intakeMembers posts keysIntake more members of q to the intake p, into
-// a run of their own, and waits until the intake reports them imported.
-func intakeMembers(t *testing.T, p *proctest.Process, q *failoverQueue) {
-	t.Helper()
-	base := "http://" + listening(t, p, "intake listening", "")
-	var body strings.Builder
-	body.WriteString("[")
-	var nos []string
-	for i := range keysIntake {
-		no := fmt.Sprintf("1900000001-20261212-%s-intake-%02d", q.name, i)
-		nos = append(nos, no)
-		if i > 0 {
-			body.WriteString(",")
-		}
-		fmt.Fprintf(&body, `{"card_id":%q,"openid":"oFaUlT8uMuAJO_M2px9%09d","out_request_no":%q}`, card, i, no)
-	}
-	body.WriteString("]")
-	res, err := http.Post(base+"/v1/imports?run=intake-"+q.name, "application/json", strings.NewReader(body.String()))
-	require.NoError(t, err)
-	answer, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	require.Equal(t, http.StatusOK, res.StatusCode, "%s", answer)
-	require.Contains(t, string(answer), fmt.Sprintf(`"enqueued":%d`, keysIntake))
-	for deadline := time.Now().Add(time.Minute); ; {
-		res, err := http.Get(base + "/v1/runs/intake-" + q.name)
-		require.NoError(t, err)
-		var run results.Run
-		require.NoError(t, json.NewDecoder(res.Body).Decode(&run))
-		res.Body.Close()
-		if run.Imported == keysIntake {
-			break
-		}
-		require.True(t, time.Now().Before(deadline), "the intake's run: %+v", run)
-		time.Sleep(50 * time.Millisecond)
-	}
-	res, err = http.Get(base + "/v1/imports/" + nos[0])
-	require.NoError(t, err)
-	answer, _ = io.ReadAll(res.Body)
-	res.Body.Close()
-	require.Equal(t, http.StatusOK, res.StatusCode, "%s", answer)
-	require.Contains(t, string(answer), "imported")
-}
-
-// dashboard reads the dashboard-only worker p: asynqmon's list of queues
-// and the Runs page.
-func dashboard(t *testing.T, p *proctest.Process, q *failoverQueue) {
-	t.Helper()
-	base := "http://" + listening(t, p, "http server listening", "dashboard")
-	res, err := http.Get(base + "/api/queues")
-	require.NoError(t, err)
-	body, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	require.Equal(t, http.StatusOK, res.StatusCode, "%s", body)
-	require.Contains(t, string(body), q.queue)
-	res, err = http.Get(base + "/runs")
-	require.NoError(t, err)
-	body, _ = io.ReadAll(res.Body)
-	res.Body.Close()
-	require.Equal(t, http.StatusOK, res.StatusCode, "%s", body)
-	require.Contains(t, string(body), q.run)
 }
