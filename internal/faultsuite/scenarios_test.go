@@ -151,7 +151,10 @@ func TestWorkersAndEnqueuersAtOnce(t *testing.T) {
 	enqueued := 0
 	for _, out := range outs {
 		var n, dup, invalid int
-		_, err := fmt.Sscanf(out, "enqueued=%d duplicates=%d invalid=%d", &n, &dup, &invalid)
+		// The summary is the last line, after the run=ID line.
+		lines := strings.Split(out, "\n")
+		require.Regexp(t, `^run=\S+$`, lines[0], "enqueue file printed %q", out)
+		_, err := fmt.Sscanf(lines[len(lines)-1], "enqueued=%d duplicates=%d invalid=%d", &n, &dup, &invalid)
 		require.NoError(t, err, "enqueue file printed %q", out)
 		require.Zero(t, invalid)
 		require.Equal(t, members, n+dup, "each row enqueued or a duplicate: %q", out)
