@@ -10,7 +10,9 @@
 # The scenarios run at the same time, so they share the two cores; run
 # with `-parallel 1` (FAULTS_PARALLEL=1) for each one alone (about 6 min).
 # Usage: REDIS_URL=redis://127.0.0.1:6379/0 bench/faults.sh
-# Needs redis-server in PATH for the Redis restart; REDIS_URL may be unset
+# Needs redis-server in PATH for the Redis restart, and redis-sentinel and
+# redis-cli for the Sentinel and Cluster failovers (docs/deployment.md),
+# which start their own servers on loopback ports; REDIS_URL may be unset
 # (embedded miniredis for the other scenarios).
 set -euo pipefail
 cd "$(dirname "$0")/.."
