@@ -52,6 +52,19 @@ type ClusterNode struct {
 // serving theirs.
 func StartCluster(tb testing.TB, masters, replicas int, args ...string) *Cluster {
 	tb.Helper()
+	return startCluster(tb, masters, replicas, nil, args)
+}
+
+// StartClusterTLS is StartCluster with every node speaking TLS only (to
+// clients, replicas and the cluster bus), with certificates of t. Its URL
+// is rediss-cluster://, and Opt trusts t's CA.
+func StartClusterTLS(tb testing.TB, masters, replicas int, t *TLS, args ...string) *Cluster {
+	tb.Helper()
+	return startCluster(tb, masters, replicas, t, args)
+}
+
+func startCluster(tb testing.TB, masters, replicas int, t *TLS, args []string) *Cluster {
+	tb.Helper()
 	cli := lookPath(tb, "redis-cli")
 	c := &Cluster{}
 	var addrs []string
@@ -59,16 +72,26 @@ func StartCluster(tb testing.TB, masters, replicas int, args ...string) *Cluster
 		// The cluster bus listens on the port + 10000: both below the
 		// ephemeral range.
 		s := newServerOn(tb, sparePort(tb, 20000, 22700, busOffset))
-		s.args = append([]string{lookPath(tb, "redis-server"), "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.Dir,
+		listen := []string{"--port", strconv.Itoa(s.Port)}
+		if t != nil {
+			s.tls = t
+			listen = t.serverArgs(strconv.Itoa(s.Port))
+		}
+		s.args = append([]string{lookPath(tb, "redis-server")}, listen...)
+		s.args = append(s.args, "--bind", "127.0.0.1", "--dir", s.Dir,
 			"--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction",
 			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", strconv.FormatInt(NodeTimeout.Milliseconds(), 10),
-			"--cluster-require-full-coverage", "no"}, args...)
+			"--cluster-require-full-coverage", "no")
+		s.args = append(s.args, args...)
 		s.Start(tb)
 		c.Nodes = append(c.Nodes, s)
 		addrs = append(addrs, s.Addr)
 	}
 	create := append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
+	if t != nil {
+		create = append(create, "--tls", "--cacert", t.CA)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, cli, create...).CombinedOutput(); err != nil {
@@ -114,9 +137,18 @@ func StartCluster(tb testing.TB, masters, replicas int, args ...string) *Cluster
 		tb.Fatalf("cluster: %v", err)
 	}
 	c.URL = "redis-cluster://" + strings.Join(addrs, ",")
+	if t != nil {
+		c.URL = "rediss-cluster://" + strings.Join(addrs, ",")
+	}
 	opt, err := redisconn.Parse("REDIS_URL", c.URL)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if co, ok := opt.(redisconn.ClusterOpt); ok && t != nil {
+		// The URL's TLS trusts the system's CAs; the test's clients
+		// trust the test's.
+		co.TLSConfig = t.Config
+		opt = co
 	}
 	c.Opt = opt
 	return c

@@ -42,6 +42,7 @@ type Server struct {
 	Dir string
 
 	args []string
+	tls  *TLS
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	log  *logtest.Buffer
@@ -202,7 +203,11 @@ func (s *Server) Log() string {
 // Client returns a client of this one server, which the caller closes.
 // It does not retry, so that a dead server shows at once.
 func (s *Server) Client() *redis.Client {
-	return redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, Protocol: 2, DialTimeout: time.Second})
+	opt := &redis.Options{Addr: s.Addr, MaxRetries: -1, Protocol: 2, DialTimeout: time.Second}
+	if s.tls != nil {
+		opt.TLSConfig = s.tls.Config
+	}
+	return redis.NewClient(opt)
 }
 
 // Do runs one command on this server with a bounded wait.
