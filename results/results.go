@@ -97,6 +97,10 @@ func eventFrom(id string, v map[string]any) Event {
 	}
 }
 
+// EntryTime is when a stream entry of this package was added: the
+// milliseconds part of its ID ("1764840000123-0"); zero for another string.
+func EntryTime(id string) time.Time { return idTime(id) }
+
 // idTime is the time of a stream entry ID (its milliseconds part).
 func idTime(id string) time.Time {
 	for i := 0; i < len(id); i++ {

@@ -69,19 +69,9 @@ func (f *filterFlags) filter(now time.Time) (deadletter.Filter, error) {
 	if f.since == "" {
 		return out, nil
 	}
-	if d, err := time.ParseDuration(f.since); err == nil {
-		if d <= 0 {
-			return out, fmt.Errorf("--since: duration must be positive, got %s", f.since)
-		}
-		out.Since = now.Add(-d)
-		return out, nil
-	}
-	t, err := time.Parse(time.RFC3339, f.since)
-	if err != nil {
-		return out, fmt.Errorf("--since: %q is neither a duration like 24h nor an RFC3339 time like 2026-11-28T00:00:00Z", f.since)
-	}
+	t, err := parseSince(f.since, now)
 	out.Since = t
-	return out, nil
+	return out, err
 }
 
 // openDead opens the dead-letter store of the flags' queue and reconciles

@@ -64,9 +64,7 @@ type member struct {
 
 // imports handles POST /v1/imports.
 func (s *Server) imports(w http.ResponseWriter, r *http.Request) {
-	if !s.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="intake"`)
-		writeJSON(w, http.StatusUnauthorized, errorResponse{Error: "missing or wrong bearer token (Authorization: Bearer $INTAKE_TOKEN)"})
+	if !s.allow(w, r) {
 		return
 	}
 	// Only JSON types: a page of another site can make a browser send

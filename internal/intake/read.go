@@ -115,7 +115,7 @@ func (s *Server) member(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// allow checks the bearer token of a read, answering 401 when it fails.
+// allow checks a request's bearer token, answering 401 when it fails.
 func (s *Server) allow(w http.ResponseWriter, r *http.Request) bool {
 	if s.authorized(r) {
 		return true

@@ -139,7 +139,7 @@ func (r *Relay) enqueue(ctx context.Context, stream string, m redis.XMessage) er
 	if len(m.Values) == 0 {
 		return nil // trimmed while pending
 	}
-	ev := Event{Queue: r.queue, CreatedAt: idTime(m.ID)}
+	ev := Event{Queue: r.queue, CreatedAt: results.EntryTime(m.ID)}
 	var data any
 	if stream == results.RunEventsKey(r.queue) {
 		ev.ID, ev.Type, data = "run-"+m.ID, TypeRunSettled, results.DecodeSettlement(m.Values)
@@ -162,12 +162,4 @@ func (r *Relay) enqueue(ctx context.Context, stream string, m redis.XMessage) er
 		return fmt.Errorf("enqueue delivery: %w", err)
 	}
 	return nil
-}
-
-// idTime is the time of a stream entry ID.
-func idTime(id string) time.Time {
-	ms, _, _ := strings.Cut(id, "-")
-	var n int64
-	_, _ = fmt.Sscan(ms, &n)
-	return time.UnixMilli(n).UTC()
 }
