@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/results"
 )
 
@@ -41,9 +41,9 @@ func benchOutcomes(b *testing.B) int {
 // benchRedis is the Redis of REDIS_URL and a queue of the benchmark's
 // own, or skips: miniredis does not measure memory, and it runs in the
 // benchmark's process, whose heap and CPU it would swell with its own.
-func benchRedis(b *testing.B) (*redistest.Redis, redis.UniversalClient, string) {
+func benchRedis(b *testing.B) (*testkit.Redis, redis.UniversalClient, string) {
 	b.Helper()
-	r := redistest.New(b)
+	r := testkit.NewRedis(b)
 	if r.Embedded != nil {
 		b.Skip("set REDIS_URL: these figures need a real Redis")
 	}

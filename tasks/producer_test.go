@@ -10,7 +10,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -23,7 +23,7 @@ type producerBundle struct {
 
 func setupProducer(t *testing.T, opts ...tasks.ProducerOption) *producerBundle {
 	t.Helper()
-	r := redistest.New(t)
+	r := testkit.NewRedis(t)
 	q := r.Queue(t)
 	client := asynq.NewClient(r.Opt)
 	t.Cleanup(func() { _ = client.Close() })
@@ -36,13 +36,13 @@ func setupProducer(t *testing.T, opts ...tasks.ProducerOption) *producerBundle {
 
 func (b *producerBundle) pending(t *testing.T) map[string]tasks.Payload {
 	t.Helper()
-	return redistest.PendingImports(t, b.insp, b.queue)
+	return testkit.PendingImports(t, b.insp, b.queue)
 }
 
 func TestProducerEnqueue(t *testing.T) {
 	t.Parallel()
 	b := setupProducer(t)
-	ctx := redistest.Context(t)
+	ctx := testkit.Context(t)
 	m := tasks.Payload{CardID: "pLcard0001", OpenID: "oUser0000000001", OutRequestNo: "order-1"}
 
 	dup, err := b.producer.Enqueue(ctx, m, tasks.WithRetention(time.Hour))
@@ -92,7 +92,7 @@ func TestNewProducerRefusesBadOptions(t *testing.T) {
 func TestProducerEnqueueMany(t *testing.T) {
 	t.Parallel()
 	b := setupProducer(t, tasks.WithConcurrency(4))
-	ctx := redistest.Context(t)
+	ctx := testkit.Context(t)
 	already := tasks.Payload{CardID: "pLcard0001", OpenID: "oUser0000000000", OutRequestNo: "order-0"}
 	_, err := b.producer.Enqueue(ctx, already)
 	require.NoError(t, err)
@@ -153,7 +153,7 @@ func TestProducerEnqueueManyRedisGone(t *testing.T) {
 func TestProducerEnqueueManyBadOptions(t *testing.T) {
 	t.Parallel()
 	b := setupProducer(t, tasks.WithConcurrency(1))
-	results, err := b.producer.EnqueueMany(redistest.Context(t), []tasks.Payload{
+	results, err := b.producer.EnqueueMany(testkit.Context(t), []tasks.Payload{
 		{CardID: "pLcard0001", OutRequestNo: "order-1"},
 		{CardID: "pLcard0001", OpenID: "oUser0000000002", OutRequestNo: "order-2"},
 		{CardID: "pLcard0001", OpenID: "oUser0000000003", OutRequestNo: "order-3"},

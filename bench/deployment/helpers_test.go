@@ -12,13 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cardimport/cardimport/internal/buildtest"
-	"github.com/cardimport/cardimport/internal/proctest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/tasks"
 )
 
-func TestMain(m *testing.M) { os.Exit(buildtest.Main(m)) }
+func TestMain(m *testing.M) { os.Exit(testkit.Main(m)) }
 
 const (
 	// card is the card id of WeChat's own examples.
@@ -55,7 +54,7 @@ type sandbox struct {
 func startSandbox(b *testing.B) *sandbox {
 	b.Helper()
 	dir := b.TempDir()
-	p := proctest.Start(b, "wechatpay-sandbox", nil, "--addr", "127.0.0.1:0", "--dir", dir)
+	p := testkit.Start(b, "wechatpay-sandbox", nil, "--addr", "127.0.0.1:0", "--dir", dir)
 	waitOutput(b, p, "listening on ")
 	env, err := wechatpaytest.ReadEnvFile(filepath.Join(dir, wechatpaytest.FileEnv))
 	if err != nil {
@@ -65,7 +64,7 @@ func startSandbox(b *testing.B) *sandbox {
 }
 
 // waitOutput waits until p has written want.
-func waitOutput(b *testing.B, p *proctest.Process, want string) {
+func waitOutput(b *testing.B, p *testkit.Process, want string) {
 	b.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(p.Out.String(), want) {
@@ -78,20 +77,20 @@ func waitOutput(b *testing.B, p *proctest.Process, want string) {
 
 // startWorker runs a worker process on queue of the Redis at url against
 // the sandbox, with extra environment, and waits until it works.
-func startWorker(b *testing.B, url string, sb *sandbox, queue string, extra map[string]string) *proctest.Process {
+func startWorker(b *testing.B, url string, sb *sandbox, queue string, extra map[string]string) *testkit.Process {
 	b.Helper()
 	vars := maps.Clone(sb.env)
 	vars["REDIS_URL"] = url
 	vars["QUEUE"] = queue
 	vars["WECHATPAY_RATE_LIMIT"] = rateLimit
 	maps.Copy(vars, extra)
-	p := proctest.Start(b, "worker", proctest.Environ(vars))
+	p := testkit.Start(b, "worker", testkit.Environ(vars))
 	waitOutput(b, p, `"message":"worker started"`)
 	return p
 }
 
 // stopWorker ends the worker as an operator does.
-func stopWorker(b *testing.B, p *proctest.Process) {
+func stopWorker(b *testing.B, p *testkit.Process) {
 	b.Helper()
 	_ = p.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)

@@ -12,9 +12,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/cardimport/cardimport/internal/proctest"
 	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/internal/redisconn/redisconntest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -122,7 +122,7 @@ func shards(b *testing.B, d deployment, sb *sandbox, tag string, k int) shardRun
 	}
 	defer rdb.Close()
 	client := asynq.NewClientFromRedisClient(rdb)
-	var workers []*proctest.Process
+	var workers []*testkit.Process
 	for _, q := range queues {
 		for range k {
 			workers = append(workers, startWorker(b, d.url, sb, q, nil))

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/dashboard"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 )
 
 func TestCheckLogin(t *testing.T) {
@@ -62,7 +62,7 @@ func TestCheckLogin(t *testing.T) {
 // without a login on an address other hosts can reach.
 func TestNewRefusesAnOpenDashboard(t *testing.T) {
 	t.Parallel()
-	r := redistest.New(t)
+	r := testkit.NewRedis(t)
 	_, err := dashboard.New(dashboard.Config{Redis: r.Opt, Addr: "0.0.0.0:0"})
 	require.ErrorContains(t, err, "DASHBOARD_PASSWORD: required when --dashboard is not a loopback address")
 }
@@ -122,7 +122,7 @@ func TestLoginRequired(t *testing.T) {
 
 // bundle is a dashboard on a test queue, served on 127.0.0.1.
 type bundle struct {
-	r     *redistest.Redis
+	r     *testkit.Redis
 	queue string
 	url   string
 	cfg   dashboard.Config
@@ -130,7 +130,7 @@ type bundle struct {
 
 func setup(t *testing.T, cfg dashboard.Config) *bundle {
 	t.Helper()
-	b := &bundle{r: redistest.New(t)}
+	b := &bundle{r: testkit.NewRedis(t)}
 	b.queue = b.r.Queue(t)
 	cfg.Redis = b.r.Opt
 	h, err := dashboard.New(cfg)

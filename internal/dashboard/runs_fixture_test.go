@@ -12,10 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/dashboard"
-	"github.com/cardimport/cardimport/internal/logtest"
-	"github.com/cardimport/cardimport/internal/proctest"
 	"github.com/cardimport/cardimport/internal/redisconn"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/internal/worker"
 	"github.com/cardimport/cardimport/results"
@@ -29,7 +27,7 @@ const runsCard = "pbLatjvWOibDc5-TBnbUk1pD12o0"
 // with the worker stopped so that nothing takes a replayed member off the
 // queue.
 type nightRun struct {
-	r      *redistest.Redis
+	r      *testkit.Redis
 	queue  string
 	run    results.Run
 	insp   *asynq.Inspector
@@ -57,7 +55,7 @@ func importNight(t *testing.T) *nightRun {
 	if testing.Short() {
 		t.Skip("runs a worker")
 	}
-	n := &nightRun{r: redistest.New(t), member: map[string]tasks.Payload{}, refused: map[string][]string{}}
+	n := &nightRun{r: testkit.NewRedis(t), member: map[string]tasks.Payload{}, refused: map[string][]string{}}
 	n.queue = n.r.Queue(t)
 	srv := wechatpaytest.NewServer(wechatpaytest.TestKeys(t))
 	t.Cleanup(srv.Close)
@@ -75,7 +73,7 @@ func importNight(t *testing.T) *nightRun {
 	runID := results.NewRunID(time.Now())
 	prod, err := tasks.NewProducer(client, tasks.WithRun(n.rs, runID), tasks.WithTaskOptions(tasks.WithQueue(n.queue)))
 	require.NoError(t, err)
-	ctx := redistest.Context(t)
+	ctx := testkit.Context(t)
 
 	seq := 0
 	next := func(card, openid string) tasks.Payload {
@@ -164,11 +162,11 @@ func (n *nightRun) state(t *testing.T, no string) asynq.TaskState {
 
 // startWorker runs a worker in this process on queue, importing into srv,
 // and returns what stops it.
-func startWorker(t *testing.T, srv *wechatpaytest.Server, r *redistest.Redis, queue string) (stop func()) {
+func startWorker(t *testing.T, srv *wechatpaytest.Server, r *testkit.Redis, queue string) (stop func()) {
 	t.Helper()
-	env := proctest.WorkerEnv(t, srv, r, queue)
+	env := testkit.WorkerEnv(t, srv, r, queue)
 	ctx, cancel := context.WithCancel(context.Background())
-	logs, exited := &logtest.Buffer{}, make(chan struct{})
+	logs, exited := &testkit.Buffer{}, make(chan struct{})
 	var runErr error
 	go func() {
 		defer close(exited)

@@ -8,7 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 )
 
 // TestAsynqLayout: what asynqlayout.go assumes of asynq's Redis layout
@@ -17,7 +17,7 @@ import (
 // result goes astray.
 func TestAsynqLayout(t *testing.T) {
 	t.Parallel()
-	r := redistest.New(t)
+	r := testkit.NewRedis(t)
 	q := r.Queue(t)
 	ctx := context.Background()
 	rdb := r.Opt.MakeRedisClient().(redis.UniversalClient)

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/deadletter"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -33,13 +34,7 @@ func (b *testBundle) complete(t *testing.T, p tasks.Payload) {
 
 func (b *testBundle) waitState(t *testing.T, id string, state asynq.TaskState) *asynq.TaskInfo {
 	t.Helper()
-	var info *asynq.TaskInfo
-	require.Eventually(t, func() bool {
-		var err error
-		info, err = b.insp.GetTaskInfo(b.queue, id)
-		return err == nil && info.State == state
-	}, 20*time.Second, 10*time.Millisecond, "task %s never %s", id, state)
-	return info
+	return testkit.WaitState(t, b.insp, b.queue, id, state, 20*time.Second)
 }
 
 func TestSweepRecordsWhatAsynqArchivedAlone(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/cardimport/cardimport/internal/deadletter"
 	"github.com/cardimport/cardimport/internal/importer"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay"
 	"github.com/cardimport/cardimport/tasks"
 )
@@ -21,7 +21,7 @@ const testCard = "pbLatjvWOibDc5-TBnbUk1pD12o0"
 
 // testBundle is a store on a queue of its own, and asynq's view of it.
 type testBundle struct {
-	r      *redistest.Redis
+	r      *testkit.Redis
 	queue  string
 	store  *deadletter.Store
 	client *asynq.Client
@@ -31,8 +31,8 @@ type testBundle struct {
 
 func setup(t *testing.T) *testBundle {
 	t.Helper()
-	r := redistest.New(t)
-	b := &testBundle{r: r, queue: r.Queue(t), ctx: redistest.Context(t)}
+	r := testkit.NewRedis(t)
+	b := &testBundle{r: r, queue: r.Queue(t), ctx: testkit.Context(t)}
 	var err error
 	b.store, err = deadletter.New(r.Opt, b.queue)
 	require.NoError(t, err)

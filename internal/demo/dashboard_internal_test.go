@@ -9,7 +9,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 )
 
 func TestDashboardPortTaken(t *testing.T) {
@@ -17,7 +17,7 @@ func TestDashboardPortTaken(t *testing.T) {
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { taken.Close() })
-	redis := redistest.New(t)
+	redis := testkit.NewRedis(t)
 	noenv := func(string) string { return "" }
 
 	t.Run("the default moves to a free port", func(t *testing.T) {

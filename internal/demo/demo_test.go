@@ -19,12 +19,12 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardimport/cardimport/internal/buildtest"
 	"github.com/cardimport/cardimport/internal/demo"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/results"
 )
 
-func TestMain(m *testing.M) { os.Exit(buildtest.Main(m)) }
+func TestMain(m *testing.M) { os.Exit(testkit.Main(m)) }
 
 // cleanEnv is the test's environment without anything that configures a
 // worker: the demo must need none of it.
@@ -63,7 +63,7 @@ func TestDemoSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the demo process")
 	}
-	bin, err := buildtest.Command("worker")
+	bin, err := testkit.Command("worker")
 	require.NoError(t, err)
 	// A free port, so the test never meets another program on 8080.
 	cmd := exec.Command(bin, "--demo", "--dashboard", "127.0.0.1:0")

@@ -17,7 +17,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -56,7 +56,7 @@ func writeMembers(tb testing.TB, n int) string {
 // to nothing beside the Redis round trips.
 func BenchmarkEnqueueFile200k(b *testing.B) {
 	const rows = 200_000
-	r := redistest.New(b)
+	r := testkit.NewRedis(b)
 	path := writeMembers(b, rows)
 	payloads := make([][]byte, rows)
 	for i := range rows {
@@ -106,7 +106,7 @@ func BenchmarkEnqueueFile200k(b *testing.B) {
 // dropAndSettle drops queue q and waits until Redis has freed it: UNLINK
 // frees in a background thread, which would otherwise take CPU from the
 // next measurement on a small machine.
-func dropAndSettle(b *testing.B, r *redistest.Redis, q string) {
+func dropAndSettle(b *testing.B, r *testkit.Redis, q string) {
 	r.DropQueue(q)
 	rc, ok := r.Opt.MakeRedisClient().(redis.UniversalClient)
 	if !ok {
@@ -207,7 +207,7 @@ func BenchmarkEnqueueFilePeakMemory(b *testing.B) {
 }
 
 func benchPeakMemory(b *testing.B, rows int) {
-	r := redistest.New(b)
+	r := testkit.NewRedis(b)
 	if r.Embedded != nil {
 		b.Skip("needs REDIS_URL: an embedded Redis would live in the measured process's memory")
 	}

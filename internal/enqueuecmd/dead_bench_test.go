@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/deadletter"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay"
 	"github.com/cardimport/cardimport/tasks"
 )
@@ -23,7 +23,7 @@ const benchDeadLetters = 12_000
 
 // fillDeadLetters makes n members dead letters as the worker leaves them:
 // each task archived by asynq (which keeps the last 9,999) and recorded.
-func fillDeadLetters(b *testing.B, r *redistest.Redis, queue string, n int) {
+func fillDeadLetters(b *testing.B, r *testkit.Redis, queue string, n int) {
 	b.Helper()
 	ctx := context.Background()
 	s, err := deadletter.New(r.Opt, queue)
@@ -53,7 +53,7 @@ func fillDeadLetters(b *testing.B, r *redistest.Redis, queue string, n int) {
 // memory one record takes (with REDIS_URL set; MEMORY USAGE of its hash
 // plus its share of the index).
 func BenchmarkDeadList(b *testing.B) {
-	r := redistest.New(b)
+	r := testkit.NewRedis(b)
 	queue := r.Queue(b)
 	fillDeadLetters(b, r, queue, benchDeadLetters)
 	env := map[string]string{"REDIS_URL": r.URL}
@@ -69,7 +69,7 @@ func BenchmarkDeadList(b *testing.B) {
 	}
 }
 
-func bytesPerRecord(b *testing.B, r *redistest.Redis, queue string) float64 {
+func bytesPerRecord(b *testing.B, r *testkit.Redis, queue string) float64 {
 	rc := r.Opt.MakeRedisClient().(redis.UniversalClient)
 	defer rc.Close()
 	ctx := context.Background()
@@ -92,7 +92,7 @@ func bytesPerRecord(b *testing.B, r *redistest.Redis, queue string) float64 {
 // letters (9,999 still in asynq's archive, deleted first; 2,001 trimmed
 // from it), no worker running.
 func BenchmarkDeadReplay(b *testing.B) {
-	r := redistest.New(b)
+	r := testkit.NewRedis(b)
 	env := map[string]string{"REDIS_URL": r.URL}
 	for b.Loop() {
 		b.StopTimer()

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/deadletter"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay"
 	"github.com/cardimport/cardimport/tasks"
 )
@@ -30,7 +30,7 @@ const rawOpenID = "oUpF8uMuAJO_M2pxb"
 // dead runs `enqueue dead SUB --queue Q ARGS`.
 func (b *testBundle) dead(t *testing.T, sub string, args ...string) result {
 	t.Helper()
-	got := b.runRaw(redistest.Context(t), nil, append([]string{"dead", sub, "--queue", b.queue}, args...)...)
+	got := b.runRaw(testkit.Context(t), nil, append([]string{"dead", sub, "--queue", b.queue}, args...)...)
 	require.NotContains(t, got.stdout+got.stderr, rawOpenID, "no raw openid in any output")
 	return got
 }
@@ -56,7 +56,7 @@ func (b *testBundle) refuse(t *testing.T, s *deadletter.Store, p tasks.Payload, 
 	require.NoError(t, b.insp.ArchiveTask(b.queue, p.OutRequestNo))
 	werr := &wechatpay.Error{Kind: wechatpay.KindPermanent, StatusCode: status, Code: code, Message: "refused, " + code, RequestID: "08F1-" + p.OutRequestNo[20:]}
 	err = fmt.Errorf("import refused: %w: %w", werr, asynq.SkipRetry)
-	require.NoError(t, s.Record(redistest.Context(t), deadletter.FromFailure(p.OutRequestNo, task.Payload(), 1, err, at)))
+	require.NoError(t, s.Record(testkit.Context(t), deadletter.FromFailure(p.OutRequestNo, task.Payload(), 1, err, at)))
 }
 
 func jsonLines(t *testing.T, s string) []map[string]any {
@@ -172,7 +172,7 @@ func TestDeadReplay(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	s := b.store(t)
-	ctx := redistest.Context(t)
+	ctx := testkit.Context(t)
 	now := time.Now()
 	a, c, d := deadMember(1, deadCard), deadMember(2, deadCard), deadMember(3, deadCard)
 	b.refuse(t, s, a, 403, "NO_AUTH", now.Add(-3*time.Hour))
@@ -227,7 +227,7 @@ func TestDeadReplayInvalidPayload(t *testing.T) {
 	s := b.store(t)
 	bad := deadletter.FromFailure("1900000001-20261128-000001", []byte(`{"card_id":"`+deadCard+`","openid":"`+rawOpenID+`1 "}`), 1,
 		fmt.Errorf("payload rejected: %w: %w", &tasks.FieldError{Field: "openid", Problem: "has leading or trailing white space"}, asynq.SkipRetry), time.Now())
-	require.NoError(t, s.Record(redistest.Context(t), bad))
+	require.NoError(t, s.Record(testkit.Context(t), bad))
 	good := deadMember(2, deadCard)
 	b.refuse(t, s, good, 403, "NO_AUTH", time.Now())
 
@@ -247,7 +247,7 @@ func TestDeadReplayRefusesWhatWeChatWouldNot(t *testing.T) {
 	s := b.store(t)
 	bad := deadletter.FromFailure("1900000001-20261128-000001", []byte(`{"card_id":"..","openid":"`+rawOpenID+`1","out_request_no":"1900000001-20261128-000001"}`), 1,
 		fmt.Errorf("import refused: %w: %w", &wechatpay.Error{Kind: wechatpay.KindPermanent, StatusCode: 404, Code: "NOT_FOUND"}, asynq.SkipRetry), time.Now())
-	require.NoError(t, s.Record(redistest.Context(t), bad))
+	require.NoError(t, s.Record(testkit.Context(t), bad))
 	got := b.dead(t, "replay", "--all")
 	require.Equal(t, 1, got.code)
 	require.Equal(t, "replayed=0 skipped=0 failed=1\n", got.stdout)
@@ -284,7 +284,7 @@ func TestDeadUsage(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			b := &testBundle{env: map[string]string{"REDIS_URL": tt.env}}
-			got := b.runRaw(redistest.Context(t), nil, tt.args...)
+			got := b.runRaw(testkit.Context(t), nil, tt.args...)
 			require.Equal(t, tt.wantCode, got.code)
 			require.Equal(t, tt.wantStdout, got.stdout)
 			require.Contains(t, got.stderr, tt.wantStderr)

@@ -13,7 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -129,7 +129,7 @@ func TestFileRerunAfterInterruption(t *testing.T) {
 	half := strings.Index(all, fmt.Sprintf("order-%d\n", n/2)) + len(fmt.Sprintf("order-%d\n", n/2))
 	stdin, w := io.Pipe()
 	t.Cleanup(func() { _ = w.Close() })
-	ctx, cancel := context.WithCancel(redistest.Context(t))
+	ctx, cancel := context.WithCancel(testkit.Context(t))
 	done := make(chan result, 1)
 	go func() { done <- b.runContext(ctx, stdin, "file", "-") }()
 	_, err := io.WriteString(w, all[:half])
@@ -170,7 +170,7 @@ func TestFileNoProgressWhenPiped(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "members.csv")
 	require.NoError(t, os.WriteFile(path, []byte(brokenCSV), 0o600))
 	var stdout bytes.Buffer
-	code := Run(redistest.Context(t), []string{"file", "--queue", b.queue, path}, func(k string) string { return b.env[k] }, nil, &stdout, w)
+	code := Run(testkit.Context(t), []string{"file", "--queue", b.queue, path}, func(k string) string { return b.env[k] }, nil, &stdout, w)
 	require.NoError(t, w.Close())
 	require.Equal(t, 2, code)
 	require.Equal(t, "enqueued=3 duplicates=1 invalid=4\n", b.takeRunLine(stdout.String()))

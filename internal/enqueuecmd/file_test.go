@@ -12,7 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -287,7 +287,7 @@ func TestFileInterrupted(t *testing.T) {
 	b := setup(t)
 	stdin, w := io.Pipe()
 	t.Cleanup(func() { _ = w.Close() })
-	ctx, cancel := context.WithCancel(redistest.Context(t))
+	ctx, cancel := context.WithCancel(testkit.Context(t))
 	done := make(chan result, 1)
 	go func() { done <- b.runContext(ctx, stdin, "file", "-") }()
 

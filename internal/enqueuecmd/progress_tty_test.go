@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 )
 
 // openPTY returns both ends of a new pseudo-terminal.
@@ -57,7 +57,7 @@ func TestFileProgressOnTerminal(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte(rows.String()), 0o600))
 
 	var stdout bytes.Buffer
-	code := Run(redistest.Context(t), []string{"file", "--queue", b.queue, path}, func(k string) string { return b.env[k] }, nil, &stdout, slave)
+	code := Run(testkit.Context(t), []string{"file", "--queue", b.queue, path}, func(k string) string { return b.env[k] }, nil, &stdout, slave)
 	require.NoError(t, slave.Close())
 	<-read
 	require.Equal(t, 2, code)

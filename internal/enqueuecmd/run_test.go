@@ -12,7 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/results"
 	"github.com/cardimport/cardimport/tasks"
 )
@@ -20,7 +20,7 @@ import (
 // testBundle is what a test of the command works with: a Redis, a queue of
 // its own in it, and the environment the command sees.
 type testBundle struct {
-	redis *redistest.Redis
+	redis *testkit.Redis
 	queue string
 	env   map[string]string
 	insp  *asynq.Inspector
@@ -30,7 +30,7 @@ type testBundle struct {
 
 func setup(t *testing.T) *testBundle {
 	t.Helper()
-	r := redistest.New(t)
+	r := testkit.NewRedis(t)
 	insp := asynq.NewInspector(r.Opt)
 	t.Cleanup(func() { _ = insp.Close() })
 	return &testBundle{
@@ -52,7 +52,7 @@ type result struct {
 // the rest of args.
 func (b *testBundle) run(t *testing.T, stdin io.Reader, args ...string) result {
 	t.Helper()
-	return b.runContext(redistest.Context(t), stdin, args...)
+	return b.runContext(testkit.Context(t), stdin, args...)
 }
 
 func (b *testBundle) runContext(ctx context.Context, stdin io.Reader, args ...string) result {
@@ -95,7 +95,7 @@ func (b *testBundle) takeRunLine(stdout string) string {
 // (TestRunLine checks the run).
 func (b *testBundle) queued(t *testing.T) map[string]tasks.Payload {
 	t.Helper()
-	got := redistest.PendingImports(t, b.insp, b.queue)
+	got := testkit.PendingImports(t, b.insp, b.queue)
 	for id, p := range got {
 		require.NoError(t, results.ValidateRunID(p.Run), "member %s names no run", id)
 		p.Run = ""
@@ -200,13 +200,13 @@ func TestQueueFromEnvironment(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.env["QUEUE"] = b.queue
-	got := b.runRaw(redistest.Context(t), nil, "one", "--card-id", "c1", "--openid", "oUser1", "--out-request-no", "n1")
+	got := b.runRaw(testkit.Context(t), nil, "one", "--card-id", "c1", "--openid", "oUser1", "--out-request-no", "n1")
 	require.Equal(t, result{code: 0, stdout: "enqueued out_request_no=n1\n"}, got)
 	require.Contains(t, b.queued(t), "n1")
 
 	// --queue overrides QUEUE.
 	other := b.redis.Queue(t)
-	got = b.runRaw(redistest.Context(t), nil, "one", "--queue", other, "--card-id", "c1", "--openid", "oUser2", "--out-request-no", "n2")
+	got = b.runRaw(testkit.Context(t), nil, "one", "--queue", other, "--card-id", "c1", "--openid", "oUser2", "--out-request-no", "n2")
 	require.Equal(t, result{code: 0, stdout: "enqueued out_request_no=n2\n"}, got)
 	info, err := b.insp.GetTaskInfo(other, "n2")
 	require.NoError(t, err)

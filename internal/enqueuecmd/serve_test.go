@@ -13,8 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardimport/cardimport/internal/logtest"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -55,8 +54,8 @@ func TestServe(t *testing.T) {
 	// ignores white space around the token a request carries.
 	b.env["INTAKE_TOKEN"] = " s3cret-intake-token\n"
 	b.env["INTAKE_ALLOWED_HOSTS"] = "intake.example.com"
-	ctx, cancel := context.WithCancel(redistest.Context(t))
-	stdout := &logtest.Buffer{}
+	ctx, cancel := context.WithCancel(testkit.Context(t))
+	stdout := &testkit.Buffer{}
 	var stderr strings.Builder
 	done := make(chan int, 1)
 	go func() {

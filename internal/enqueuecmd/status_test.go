@@ -12,7 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -72,17 +72,14 @@ func TestStatus(t *testing.T) {
 	}
 	<-started
 	waitState := func(no string, state asynq.TaskState) {
-		require.Eventually(t, func() bool {
-			info, err := b.insp.GetTaskInfo(srvQueue, no)
-			return err == nil && info.State == state
-		}, 20*time.Second, 10*time.Millisecond, "%s never %s", no, state)
+		testkit.WaitState(t, b.insp, srvQueue, no, state, 20*time.Second)
 	}
 	waitState(completed.OutRequestNo, asynq.TaskStateCompleted)
 	waitState(retry.OutRequestNo, asynq.TaskStateRetry)
 	waitState(active.OutRequestNo, asynq.TaskStateActive)
 
 	status := func(queue, no string, args ...string) result {
-		got := b.runRaw(redistest.Context(t), nil, append(append([]string{"status", "--queue", queue}, args...), no)...)
+		got := b.runRaw(testkit.Context(t), nil, append(append([]string{"status", "--queue", queue}, args...), no)...)
 		require.NotContains(t, got.stdout+got.stderr, rawOpenID, "no raw openid")
 		return got
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/deadletter"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay"
 )
 
@@ -34,11 +34,11 @@ func TestOutputEscapesControlCharacters(t *testing.T) {
 	require.NoError(t, err)
 	werr := &wechatpay.Error{Kind: wechatpay.KindPermanent, StatusCode: 400, Code: "INVALID\x1b[2J", Message: "卡券" + hostile, RequestID: "08F1\x1b[0m"}
 	rec := deadletter.FromFailure(no, payload, 1, fmt.Errorf("import refused: %w: %w", werr, asynq.SkipRetry), time.Now())
-	require.NoError(t, s.Record(redistest.Context(t), rec))
+	require.NoError(t, s.Record(testkit.Context(t), rec))
 	// A dead letter whose out_request_no itself is hostile, named in an
 	// error when its payload cannot be replayed.
 	badNo := "n\x1b]0;pwned\a"
-	require.NoError(t, s.Record(redistest.Context(t), deadletter.FromFailure(badNo, []byte(`{"card_id":"p1"}`), 1, fmt.Errorf("payload rejected: %w", asynq.SkipRetry), time.Now())))
+	require.NoError(t, s.Record(testkit.Context(t), deadletter.FromFailure(badNo, []byte(`{"card_id":"p1"}`), 1, fmt.Errorf("payload rejected: %w", asynq.SkipRetry), time.Now())))
 
 	runs := map[string]result{
 		"dead list":        b.dead(t, "list"),

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/redisconn/redisconntest"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 )
 
 // asynqGlobal are asynq's keys that belong to no queue: the set of queue
@@ -41,7 +41,7 @@ func asynqGlobal(key string) bool {
 func TestClusterKeys(t *testing.T) {
 	needFaults(t)
 	c := redisconntest.StartCluster(t, 3, 0)
-	r := &redistest.Redis{Opt: c.Opt, URL: c.URL}
+	r := &testkit.Redis{Opt: c.Opt, URL: c.URL}
 	names := c.SpreadQueues(t, "keys")
 
 	qs, _ := everyCommand(t, r, "keys", names)

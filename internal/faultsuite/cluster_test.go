@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/redisconn/redisconntest"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 )
 
 // clusterMembers is how many importable members each of the cluster
@@ -35,7 +35,7 @@ const otherQueuesPause = 10 * time.Second
 func TestClusterFailover(t *testing.T) {
 	needFaults(t)
 	c := redisconntest.StartCluster(t, 3, 1)
-	r := &redistest.Redis{Opt: c.Opt, URL: c.URL}
+	r := &testkit.Redis{Opt: c.Opt, URL: c.URL}
 	rdb := connect(t, c.Opt)
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	names := c.SpreadQueues(t, "failover")

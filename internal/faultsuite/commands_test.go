@@ -15,11 +15,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardimport/cardimport/internal/buildtest"
-	"github.com/cardimport/cardimport/internal/logtest"
-	"github.com/cardimport/cardimport/internal/proctest"
 	"github.com/cardimport/cardimport/internal/redisconn/redisconntest"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/results"
 )
 
@@ -33,7 +30,7 @@ const (
 
 // listening waits until p logged message (with server name, when not
 // empty) and returns the address it logged.
-func listening(t *testing.T, p *proctest.Process, message, server string) string {
+func listening(t *testing.T, p *testkit.Process, message, server string) string {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -51,7 +48,7 @@ func listening(t *testing.T, p *proctest.Process, message, server string) string
 
 // intakeMembers posts keysIntake more members of q to the intake p, into
 // a run of their own, and waits until the intake reports them imported.
-func intakeMembers(t *testing.T, p *proctest.Process, q *failoverQueue) {
+func intakeMembers(t *testing.T, p *testkit.Process, q *failoverQueue) {
 	t.Helper()
 	base := "http://" + listening(t, p, "intake listening", "")
 	var body strings.Builder
@@ -94,7 +91,7 @@ func intakeMembers(t *testing.T, p *proctest.Process, q *failoverQueue) {
 
 // dashboard reads the dashboard-only worker p: asynqmon's list of queues
 // and the Runs page.
-func dashboard(t *testing.T, p *proctest.Process, q *failoverQueue) {
+func dashboard(t *testing.T, p *testkit.Process, q *failoverQueue) {
 	t.Helper()
 	base := "http://" + listening(t, p, "http server listening", "dashboard")
 	res, err := http.Get(base + "/api/queues")
@@ -118,7 +115,7 @@ func dashboard(t *testing.T, p *proctest.Process, q *failoverQueue) {
 // /v1/imports, GET /v1/runs and /v1/imports) and `worker
 // --dashboard-only` — checking what each answers, until every webhook is
 // delivered. It returns the queues and every process's output.
-func everyCommand(t *testing.T, r *redistest.Redis, prefix string, queues []string) ([]*failoverQueue, []*logtest.Buffer) {
+func everyCommand(t *testing.T, r *testkit.Redis, prefix string, queues []string) ([]*failoverQueue, []*testkit.Buffer) {
 	t.Helper()
 	var delivered atomic.Int64
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -127,9 +124,9 @@ func everyCommand(t *testing.T, r *redistest.Redis, prefix string, queues []stri
 	}))
 	t.Cleanup(hook.Close)
 
-	var outputs []*logtest.Buffer
-	start := func(name string, vars map[string]string, args ...string) *proctest.Process {
-		p := proctest.Start(t, name, proctest.Environ(vars), args...)
+	var outputs []*testkit.Buffer
+	start := func(name string, vars map[string]string, args ...string) *testkit.Process {
+		p := testkit.Start(t, name, testkit.Environ(vars), args...)
 		outputs = append(outputs, p.Out)
 		return p
 	}
@@ -147,10 +144,10 @@ func everyCommand(t *testing.T, r *redistest.Redis, prefix string, queues []stri
 		q.mu.Unlock()
 
 		follower := &lineCounter{}
-		bin, err := buildtest.Command("enqueue")
+		bin, err := testkit.Command("enqueue")
 		require.NoError(t, err)
 		cmd := exec.Command(bin, "results", "follow", "--group", "registration", "--consumer", "reg-1")
-		cmd.Env, cmd.Stdout, cmd.Stderr = proctest.Environ(q.vars), follower, follower
+		cmd.Env, cmd.Stdout, cmd.Stderr = testkit.Environ(q.vars), follower, follower
 		require.NoError(t, cmd.Start())
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 
@@ -192,7 +189,7 @@ func everyCommand(t *testing.T, r *redistest.Redis, prefix string, queues []stri
 func TestSentinelCommands(t *testing.T) {
 	needFaults(t)
 	sg := redisconntest.StartSentinel(t, redisconntest.SentinelConfig{Replicas: 1, Sentinels: 1})
-	r := &redistest.Redis{Opt: sg.Opt, URL: sg.URL}
+	r := &testkit.Redis{Opt: sg.Opt, URL: sg.URL}
 	qs, _ := everyCommand(t, r, "sentinel-cmd", []string{"sentinel-commands"})
 	t.Logf("faults: sentinel commands: worker, enqueue file --wait, dead list, runs show, results export and follow, the intake and --dashboard-only through redis-sentinel:// (master %q): %d members imported, %d dead",
 		redisconntest.SentinelMaster, qs[0].srv.Members(), len(qs[0].refused))

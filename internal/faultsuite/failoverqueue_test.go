@@ -19,12 +19,10 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardimport/cardimport/internal/buildtest"
 	"github.com/cardimport/cardimport/internal/config"
 	"github.com/cardimport/cardimport/internal/deadletter"
-	"github.com/cardimport/cardimport/internal/proctest"
 	"github.com/cardimport/cardimport/internal/redisconn"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/results"
 )
@@ -49,7 +47,7 @@ func needFaults(t *testing.T) {
 type failoverQueue struct {
 	t     *testing.T
 	name  string
-	r     *redistest.Redis
+	r     *testkit.Redis
 	queue string
 	run   string
 	srv   *wechatpaytest.Server
@@ -61,7 +59,7 @@ type failoverQueue struct {
 	progress            *progress
 
 	mu      sync.Mutex
-	workers []*proctest.Process
+	workers []*testkit.Process
 }
 
 // memberRow is one row of a member file.
@@ -69,12 +67,12 @@ type memberRow struct{ no, openid string }
 
 // newFailoverQueue prepares queue on r with n importable members and
 // refused dead ones (every n/refused-th row).
-func newFailoverQueue(t *testing.T, r *redistest.Redis, name, queue string, n, refused int) *failoverQueue {
+func newFailoverQueue(t *testing.T, r *testkit.Redis, name, queue string, n, refused int) *failoverQueue {
 	t.Helper()
 	q := &failoverQueue{t: t, name: name, r: r, queue: queue, run: "failover-" + name}
 	q.srv = wechatpaytest.NewServer(wechatpaytest.TestKeys(t), wechatpaytest.WithFirstAttemptFaults(transientShare))
 	t.Cleanup(q.srv.Close)
-	q.vars = proctest.WorkerEnv(t, q.srv, r, queue)
+	q.vars = testkit.WorkerEnv(t, q.srv, r, queue)
 	q.vars["WECHATPAY_RATE_LIMIT"] = strconv.Itoa(rateLimit)
 	q.vars["RETRY_MIN_DELAY"] = "100ms"
 	q.vars["RETRY_MAX_DELAY"] = "1s"
@@ -110,7 +108,7 @@ func (q *failoverQueue) rows() int { return len(q.importable) + len(q.refused) }
 func (q *failoverQueue) startWorkers(n int, args ...string) {
 	q.t.Helper()
 	for range n {
-		w := proctest.Start(q.t, "worker", proctest.Environ(q.vars), args...)
+		w := testkit.Start(q.t, "worker", testkit.Environ(q.vars), args...)
 		q.mu.Lock()
 		q.workers = append(q.workers, w)
 		q.mu.Unlock()
@@ -121,13 +119,13 @@ func (q *failoverQueue) startWorkers(n int, args ...string) {
 // returns its standard output and exit code.
 func (q *failoverQueue) enqueue(args ...string) (string, int) {
 	q.t.Helper()
-	bin, err := buildtest.Command("enqueue")
+	bin, err := testkit.Command("enqueue")
 	require.NoError(q.t, err)
 	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), recoveryLimit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = proctest.Environ(q.vars)
+	cmd.Env = testkit.Environ(q.vars)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err = cmd.Run()
 	var exit *exec.ExitError
@@ -166,11 +164,11 @@ type feeder struct {
 // at perSecond rows a second.
 func (q *failoverQueue) feed(perSecond int) *feeder {
 	q.t.Helper()
-	bin, err := buildtest.Command("enqueue")
+	bin, err := testkit.Command("enqueue")
 	require.NoError(q.t, err)
 	f := &feeder{wrote: make(chan struct{})}
 	f.cmd = exec.Command(bin, "file", "--run", q.run, "-")
-	f.cmd.Env = proctest.Environ(q.vars)
+	f.cmd.Env = testkit.Environ(q.vars)
 	f.cmd.Stdout, f.cmd.Stderr = &f.stdout, &f.stderr
 	stdin, err := f.cmd.StdinPipe()
 	require.NoError(q.t, err)

@@ -27,10 +27,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardimport/cardimport/internal/buildtest"
 	"github.com/cardimport/cardimport/internal/deadletter"
-	"github.com/cardimport/cardimport/internal/proctest"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/tasks"
 )
@@ -48,7 +46,7 @@ func TestMain(m *testing.M) {
 	if !set {
 		_ = flag.Set("test.parallel", strconv.Itoa(scenarios))
 	}
-	os.Exit(buildtest.Main(m))
+	os.Exit(testkit.Main(m))
 }
 
 const (
@@ -78,18 +76,18 @@ type scenario struct {
 	t       *testing.T
 	name    string
 	srv     *wechatpaytest.Server
-	redis   *redistest.Redis
+	redis   *testkit.Redis
 	queue   string
 	vars    map[string]string
 	insp    *asynq.Inspector
 	members []tasks.Payload
 
 	mu      sync.Mutex
-	workers []*proctest.Process
+	workers []*testkit.Process
 }
 
 // newScenario prepares a scenario on r (the shared test Redis when nil).
-func newScenario(t *testing.T, name string, r *redistest.Redis, opts ...wechatpaytest.Option) *scenario {
+func newScenario(t *testing.T, name string, r *testkit.Redis, opts ...wechatpaytest.Option) *scenario {
 	t.Helper()
 	if os.Getenv("FAULTS") == "" {
 		// Minutes of two cores at full load: run on its own (CI's own
@@ -105,13 +103,13 @@ func newScenario(t *testing.T, name string, r *redistest.Redis, opts ...wechatpa
 	}
 	t.Parallel()
 	if r == nil {
-		r = redistest.New(t)
+		r = testkit.NewRedis(t)
 	}
 	s := &scenario{t: t, name: name, redis: r}
 	s.srv = wechatpaytest.NewServer(wechatpaytest.TestKeys(t), append([]wechatpaytest.Option{wechatpaytest.WithFirstAttemptFaults(transientShare)}, opts...)...)
 	t.Cleanup(s.srv.Close)
 	s.queue = r.Queue(t)
-	s.vars = proctest.WorkerEnv(t, s.srv, r, s.queue)
+	s.vars = testkit.WorkerEnv(t, s.srv, r, s.queue)
 	s.vars["WECHATPAY_RATE_LIMIT"] = strconv.Itoa(rateLimit)
 	s.insp = asynq.NewInspector(r.Opt)
 	t.Cleanup(func() { _ = s.insp.Close() })
@@ -149,9 +147,9 @@ func (s *scenario) enqueueAll() {
 }
 
 // startWorker starts a worker process with the scenario's environment.
-func (s *scenario) startWorker(args ...string) *proctest.Process {
+func (s *scenario) startWorker(args ...string) *testkit.Process {
 	s.t.Helper()
-	w := proctest.Start(s.t, "worker", proctest.Environ(s.vars), args...)
+	w := testkit.Start(s.t, "worker", testkit.Environ(s.vars), args...)
 	s.mu.Lock()
 	s.workers = append(s.workers, w)
 	s.mu.Unlock()

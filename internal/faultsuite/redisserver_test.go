@@ -14,20 +14,19 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/cardimport/cardimport/internal/logtest"
 	"github.com/cardimport/cardimport/internal/redisconn"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 )
 
 // redisServer is a redis-server process of the test's own, on a spare
 // port, with its append-only file in a directory of the test's: it can be
 // killed and started again on the same data.
 type redisServer struct {
-	*redistest.Redis
+	*testkit.Redis
 	bin, dir string
 	port     int
 	cmd      *exec.Cmd
-	log      *logtest.Buffer
+	log      *testkit.Buffer
 }
 
 // startRedisServer starts a Redis with AOF and fsync at every write, so
@@ -46,7 +45,7 @@ func startRedisServer(t *testing.T) *redisServer {
 	port := sparePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	r := &redisServer{
-		Redis: &redistest.Redis{Opt: redisconn.ClientOpt{RedisClientOpt: asynq.RedisClientOpt{Addr: addr}}, URL: "redis://" + addr + "/0"},
+		Redis: &testkit.Redis{Opt: redisconn.ClientOpt{RedisClientOpt: asynq.RedisClientOpt{Addr: addr}}, URL: "redis://" + addr + "/0"},
 		bin:   bin, dir: t.TempDir(), port: port,
 	}
 	r.start(t)
@@ -79,7 +78,7 @@ func sparePort(t *testing.T) int {
 // start runs the server on its port and files and waits until it answers.
 func (r *redisServer) start(t *testing.T) {
 	t.Helper()
-	r.log = &logtest.Buffer{}
+	r.log = &testkit.Buffer{}
 	r.cmd = exec.Command(r.bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
 		"--dir", r.dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "",
 		"--maxmemory-policy", "noeviction")

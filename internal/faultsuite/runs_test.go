@@ -17,9 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardimport/cardimport/internal/buildtest"
-	"github.com/cardimport/cardimport/internal/proctest"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/results"
 )
@@ -79,13 +77,13 @@ func TestRunResultsEndToEnd(t *testing.T) {
 	t.Parallel()
 	srv := wechatpaytest.NewServer(wechatpaytest.TestKeys(t), wechatpaytest.WithFirstAttemptFaults(transientShare))
 	t.Cleanup(srv.Close)
-	r := redistest.New(t)
+	r := testkit.NewRedis(t)
 	queue := r.Queue(t)
-	vars := proctest.WorkerEnv(t, srv, r, queue)
+	vars := testkit.WorkerEnv(t, srv, r, queue)
 	vars["WECHATPAY_RATE_LIMIT"] = "2000"
 	vars["RETRY_MIN_DELAY"] = "100ms"
 	vars["RETRY_MAX_DELAY"] = "1s"
-	env := proctest.Environ(vars)
+	env := testkit.Environ(vars)
 
 	const run = "nightly-20261204"
 	noAuthCard := wechatpaytest.CardIDPrefixNoAuth + "RunCard0001"
@@ -115,7 +113,7 @@ func TestRunResultsEndToEnd(t *testing.T) {
 
 	follower := &lineCounter{}
 	startFollower := func() *exec.Cmd {
-		bin, err := buildtest.Command("enqueue")
+		bin, err := testkit.Command("enqueue")
 		require.NoError(t, err)
 		cmd := exec.Command(bin, "results", "follow", "--queue", queue, "--group", "registration", "--consumer", "reg-1")
 		cmd.Env, cmd.Stdout, cmd.Stderr = env, follower, os.Stderr
@@ -124,10 +122,10 @@ func TestRunResultsEndToEnd(t *testing.T) {
 		return cmd
 	}
 	f1 := startFollower()
-	proctest.Start(t, "worker", env)
-	proctest.Start(t, "worker", env)
+	testkit.Start(t, "worker", env)
+	testkit.Start(t, "worker", env)
 
-	bin, err := buildtest.Command("enqueue")
+	bin, err := testkit.Command("enqueue")
 	require.NoError(t, err)
 	enqueue := func(args ...string) *exec.Cmd {
 		cmd := exec.Command(bin, args...)

@@ -15,8 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardimport/cardimport/internal/buildtest"
-	"github.com/cardimport/cardimport/internal/proctest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay"
 )
 
@@ -126,7 +125,7 @@ func TestWorkersAndEnqueuersAtOnce(t *testing.T) {
 	}
 	file := filepath.Join(t.TempDir(), "members.csv")
 	require.NoError(t, os.WriteFile(file, []byte(csv.String()), 0o600))
-	bin, err := buildtest.Command("enqueue")
+	bin, err := testkit.Command("enqueue")
 	require.NoError(t, err)
 	for range 3 {
 		s.startWorker()
@@ -139,7 +138,7 @@ func TestWorkersAndEnqueuersAtOnce(t *testing.T) {
 		wg.Go(func() {
 			var stdout, stderr bytes.Buffer
 			cmd := exec.Command(bin, "file", file)
-			cmd.Env = proctest.Environ(map[string]string{"REDIS_URL": s.redis.URL, "QUEUE": s.queue})
+			cmd.Env = testkit.Environ(map[string]string{"REDIS_URL": s.redis.URL, "QUEUE": s.queue})
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			if err := cmd.Run(); err != nil {
 				t.Errorf("enqueue file %d: %v\n%s", i, err, stderr.String())

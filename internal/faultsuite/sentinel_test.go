@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/redisconn/redisconntest"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 )
 
 // failoverRefused is how many members of a failover test WeChat refuses
@@ -59,7 +59,7 @@ func TestSentinelFailover(t *testing.T) {
 
 func sentinelFailover(t *testing.T, name string, lag time.Duration, args ...string) {
 	sg := redisconntest.StartSentinel(t, redisconntest.SentinelConfig{Replicas: 2, Sentinels: 3, Args: args, Proxy: lag > 0})
-	r := &redistest.Redis{Opt: sg.Opt, URL: sg.URL}
+	r := &testkit.Redis{Opt: sg.Opt, URL: sg.URL}
 	q := newFailoverQueue(t, r, name, "imports-"+name, members, failoverRefused)
 	rdb := connect(t, sg.Opt)
 	insp := asynq.NewInspectorFromRedisClient(rdb)

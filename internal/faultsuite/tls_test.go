@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/redisconn/redisconntest"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 )
 
 // TestClusterTLS: a three-master cluster that speaks TLS only (no plain
@@ -21,7 +21,7 @@ func TestClusterTLS(t *testing.T) {
 	certs := redisconntest.NewTLS(t)
 	c := redisconntest.StartClusterTLS(t, 3, 0, certs)
 	require.True(t, strings.HasPrefix(c.URL, "rediss-cluster://"))
-	r := &redistest.Redis{Opt: c.Opt, URL: c.URL}
+	r := &testkit.Redis{Opt: c.Opt, URL: c.URL}
 	q := newFailoverQueue(t, r, "tls", c.SpreadQueues(t, "tls")[0], keysMembers, keysRefused)
 	q.vars["SSL_CERT_FILE"] = certs.CA
 	q.startWorkers(1)

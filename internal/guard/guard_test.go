@@ -18,9 +18,8 @@ import (
 
 	"github.com/cardimport/cardimport/internal/guard"
 	"github.com/cardimport/cardimport/internal/importer"
-	"github.com/cardimport/cardimport/internal/logtest"
 	"github.com/cardimport/cardimport/internal/redisconn"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 )
@@ -31,14 +30,14 @@ const card = "pbLatjvWOibDc5-TBnbUk1pD12o0"
 // made with newGuard stand for workers of the fleet.
 type testBundle struct {
 	srv   *wechatpaytest.Server
-	redis *redistest.Redis
+	redis *testkit.Redis
 	rdb   redis.UniversalClient
 	queue string
 }
 
 func setup(t *testing.T, opts ...wechatpaytest.Option) *testBundle {
 	t.Helper()
-	r := redistest.New(t)
+	r := testkit.NewRedis(t)
 	b := &testBundle{redis: r, queue: r.Queue(t), rdb: r.Opt.MakeRedisClient().(redis.UniversalClient)}
 	t.Cleanup(func() {
 		require.NoError(t, guard.DeleteState(context.Background(), b.rdb, b.queue))
@@ -51,13 +50,13 @@ func setup(t *testing.T, opts ...wechatpaytest.Option) *testBundle {
 
 // newGuard returns a worker's guard, signing with key (nil: the right one),
 // and its log.
-func (b *testBundle) newGuard(t *testing.T, key *rsa.PrivateKey, cfg guard.Config) (*guard.Guard, *logtest.Buffer) {
+func (b *testBundle) newGuard(t *testing.T, key *rsa.PrivateKey, cfg guard.Config) (*guard.Guard, *testkit.Buffer) {
 	t.Helper()
 	return b.newGuardOn(t, b.rdb, key, cfg)
 }
 
 // newGuardOn is newGuard with its own Redis client.
-func (b *testBundle) newGuardOn(t *testing.T, rdb redis.UniversalClient, key *rsa.PrivateKey, cfg guard.Config) (*guard.Guard, *logtest.Buffer) {
+func (b *testBundle) newGuardOn(t *testing.T, rdb redis.UniversalClient, key *rsa.PrivateKey, cfg guard.Config) (*guard.Guard, *testkit.Buffer) {
 	t.Helper()
 	wcfg := b.srv.ClientConfig(wechatpay.ModePublicKey)
 	if key != nil {
@@ -66,7 +65,7 @@ func (b *testBundle) newGuardOn(t *testing.T, rdb redis.UniversalClient, key *rs
 	wc, err := wechatpay.NewClient(context.Background(), wcfg)
 	require.NoError(t, err)
 	t.Cleanup(wc.Close)
-	logs := &logtest.Buffer{}
+	logs := &testkit.Buffer{}
 	log := zerolog.New(logs)
 	cfg.Redis, cfg.Queue, cfg.Logger = rdb, b.queue, &log
 	if cfg.Rate == 0 {

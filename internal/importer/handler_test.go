@@ -21,8 +21,7 @@ import (
 	"github.com/cardimport/cardimport/internal/config"
 	"github.com/cardimport/cardimport/internal/deadletter"
 	"github.com/cardimport/cardimport/internal/importer"
-	"github.com/cardimport/cardimport/internal/logtest"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/internal/worker"
@@ -37,7 +36,7 @@ type testBundle struct {
 	client *asynq.Client
 	insp   *asynq.Inspector
 	queue  string
-	logs   *logtest.Buffer
+	logs   *testkit.Buffer
 }
 
 type setupOpts struct {
@@ -48,13 +47,13 @@ type setupOpts struct {
 	wrap func(importer.Importer) importer.Importer
 	// results, if set, makes the handler's ResultStore from the test's
 	// Redis and queue.
-	results func(r *redistest.Redis, queue string) importer.ResultStore
+	results func(r *testkit.Redis, queue string) importer.ResultStore
 }
 
 func setup(t *testing.T, o setupOpts) *testBundle {
 	t.Helper()
-	r := redistest.New(t)
-	b := &testBundle{queue: r.Queue(t), logs: &logtest.Buffer{}}
+	r := testkit.NewRedis(t)
+	b := &testBundle{queue: r.Queue(t), logs: &testkit.Buffer{}}
 	b.srv = wechatpaytest.NewServer(wechatpaytest.TestKeys(t), o.emulator...)
 	t.Cleanup(b.srv.Close)
 
@@ -114,32 +113,10 @@ func (b *testBundle) enqueue(t *testing.T, p tasks.Payload, opts ...tasks.Option
 }
 
 // waitState polls the task until it reaches state, as an operator's
-// `enqueue status` would, and fails after a deadline.
+// `enqueue status` would, and fails after 20 s.
 func (b *testBundle) waitState(t *testing.T, id string, state asynq.TaskState) *asynq.TaskInfo {
 	t.Helper()
-	return b.waitStateWithin(t, id, state, 20*time.Second)
-}
-
-// waitStateWithin is waitState with its own deadline.
-func (b *testBundle) waitStateWithin(t *testing.T, id string, state asynq.TaskState, within time.Duration) *asynq.TaskInfo {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	var last *asynq.TaskInfo
-	for time.Now().Before(deadline) {
-		info, err := b.insp.GetTaskInfo(b.queue, id)
-		if err == nil {
-			last = info
-			if info.State == state {
-				return info
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if last != nil {
-		t.Fatalf("task %s: state %s after %s, want %s (retried %d, last error %q)", id, last.State, within, state, last.Retried, last.LastErr)
-	}
-	t.Fatalf("task %s not found", id)
-	return nil
+	return testkit.WaitState(t, b.insp, b.queue, id, state, 20*time.Second)
 }
 
 func result(t *testing.T, info *asynq.TaskInfo) tasks.Result {
@@ -371,7 +348,7 @@ func (f *failingResults) Settle(ctx context.Context, taskID string, p tasks.Payl
 func TestHandlerRetriesAResultRedisDidNotTake(t *testing.T) {
 	t.Parallel()
 	var store *deadletter.Store
-	b := setup(t, setupOpts{results: func(r *redistest.Redis, queue string) importer.ResultStore {
+	b := setup(t, setupOpts{results: func(r *testkit.Redis, queue string) importer.ResultStore {
 		var err error
 		store, err = deadletter.New(r.Opt, queue)
 		require.NoError(t, err)
@@ -379,7 +356,7 @@ func TestHandlerRetriesAResultRedisDidNotTake(t *testing.T) {
 		return &failingResults{store: store}
 	}})
 	p := member("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
-	ctx := redistest.Context(t)
+	ctx := testkit.Context(t)
 	require.NoError(t, store.Record(ctx, deadletter.FromFailure(p.OutRequestNo, []byte(`{}`), 1, errors.New("earlier failure"), time.Now())))
 	b.enqueue(t, p)
 	info := b.waitState(t, p.OutRequestNo, asynq.TaskStateCompleted)
@@ -396,7 +373,7 @@ func TestHandlerRetriesAResultRedisDidNotTake(t *testing.T) {
 
 func TestTaskOptionsReachTheQueue(t *testing.T) {
 	t.Parallel()
-	r := redistest.New(t)
+	r := testkit.NewRedis(t)
 	client := asynq.NewClient(r.Opt)
 	t.Cleanup(func() { _ = client.Close() })
 	tests := []struct {
@@ -574,7 +551,7 @@ func TestAttemptTimeoutSpendsOnlyTheBudget(t *testing.T) {
 			_, err = b.client.Enqueue(asynq.NewTask(tasks.TypeImport, data), asynq.Queue(b.queue), asynq.TaskID(p.OutRequestNo),
 				asynq.MaxRetry(1+1), asynq.Timeout(6*time.Second))
 			require.NoError(t, err)
-			info := b.waitStateWithin(t, p.OutRequestNo, asynq.TaskStateArchived, time.Minute)
+			info := testkit.WaitState(t, b.insp, b.queue, p.OutRequestNo, asynq.TaskStateArchived, time.Minute)
 			require.Equal(t, 1, info.Retried, "the budget, not the reserve")
 			// The handler's error, not asynq's bare "context deadline exceeded".
 			require.Contains(t, info.LastErr, "import: retries exhausted:")

@@ -21,8 +21,7 @@ import (
 
 	"github.com/cardimport/cardimport/internal/deadletter"
 	"github.com/cardimport/cardimport/internal/intake"
-	"github.com/cardimport/cardimport/internal/logtest"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/results"
 	"github.com/cardimport/cardimport/tasks"
 )
@@ -36,7 +35,7 @@ type testBundle struct {
 	queue  string
 	insp   *asynq.Inspector
 	opt    asynq.RedisConnOpt
-	logs   *logtest.Buffer
+	logs   *testkit.Buffer
 	stop   context.CancelFunc
 	served chan error
 }
@@ -52,7 +51,7 @@ func newStore(t *testing.T, opt asynq.RedisConnOpt, queue string) *deadletter.St
 
 func setup(t *testing.T, cfg intake.Config) *testBundle {
 	t.Helper()
-	r := redistest.New(t)
+	r := testkit.NewRedis(t)
 	q := r.Queue(t)
 	client := asynq.NewClient(r.Opt)
 	t.Cleanup(func() { _ = client.Close() })
@@ -61,7 +60,7 @@ func setup(t *testing.T, cfg intake.Config) *testBundle {
 	producer, err := tasks.NewProducer(client, tasks.WithTaskOptions(tasks.WithQueue(q)))
 	require.NoError(t, err)
 
-	logs := &logtest.Buffer{}
+	logs := &testkit.Buffer{}
 	cfg.Producer = producer
 	cfg.Store = newStore(t, r.Opt, q)
 	cfg.Logger = zerolog.New(logs)
@@ -120,7 +119,7 @@ func send(t *testing.T, url string, body io.Reader, headers map[string]string) *
 // after checking each names one.
 func (b *testBundle) pending(t *testing.T) map[string]tasks.Payload {
 	t.Helper()
-	got := redistest.PendingImports(t, b.insp, b.queue)
+	got := testkit.PendingImports(t, b.insp, b.queue)
 	for id, p := range got {
 		require.NoError(t, results.ValidateRunID(p.Run), "member %s names no run", id)
 		p.Run = ""
@@ -460,7 +459,7 @@ func TestRedisGone(t *testing.T) {
 	t.Cleanup(func() { _ = client.Close() })
 	producer, err := tasks.NewProducer(client)
 	require.NoError(t, err)
-	logs := &logtest.Buffer{}
+	logs := &testkit.Buffer{}
 	srv, err := intake.New(context.Background(), intake.Config{Token: token, Producer: producer, Store: newStore(t, asynq.RedisClientOpt{Addr: mr.Addr(), DialTimeout: time.Second}, tasks.DefaultQueue), Logger: zerolog.New(logs)})
 	require.NoError(t, err)
 	ts := httptest.NewServer(srv.Handler())

@@ -6,14 +6,14 @@ import (
 	"testing"
 
 	"github.com/cardimport/cardimport/internal/metrics"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay"
 )
 
 // BenchmarkInstrumentImporter: what counting and timing add to one import
 // call (the call itself is a stub here; WeChat's take tens of ms).
 func BenchmarkInstrumentImporter(b *testing.B) {
-	r := redistest.New(b)
+	r := testkit.NewRedis(b)
 	m, err := metrics.New(metrics.Config{Redis: r.Opt})
 	if err != nil {
 		b.Fatal(err)

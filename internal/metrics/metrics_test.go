@@ -17,10 +17,9 @@ import (
 
 	"github.com/cardimport/cardimport/internal/importer"
 	"github.com/cardimport/cardimport/internal/logging"
-	"github.com/cardimport/cardimport/internal/logtest"
 	"github.com/cardimport/cardimport/internal/metrics"
 	"github.com/cardimport/cardimport/internal/metrics/metricstest"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/tasks"
@@ -49,7 +48,7 @@ func serve(t *testing.T, cfg metrics.Config) (*metrics.Metrics, string) {
 // list calls counted.
 func TestImportsByOutcome(t *testing.T) {
 	t.Parallel()
-	r := redistest.NewPrivate(t)
+	r := testkit.NewPrivateRedis(t)
 	m, url := serve(t, metrics.Config{Redis: r.Opt})
 	srv := wechatpaytest.NewServer(wechatpaytest.TestKeys(t))
 	t.Cleanup(srv.Close)
@@ -113,7 +112,7 @@ func TestImportsByOutcome(t *testing.T) {
 // network failure, a cancelled context) counts as transient without a code.
 func TestClassifyWithoutAnAnswer(t *testing.T) {
 	t.Parallel()
-	r := redistest.NewPrivate(t)
+	r := testkit.NewPrivateRedis(t)
 	m, url := serve(t, metrics.Config{Redis: r.Opt})
 	h, err := importer.NewHandler(importer.HandlerConfig{Importer: failing{err: fmt.Errorf("import: %w", context.DeadlineExceeded)}, Observer: m})
 	require.NoError(t, err)
@@ -140,7 +139,7 @@ func (f failing) ListCards(context.Context, wechatpay.ListCardsRequest) (wechatp
 // tasks by state.
 func TestQueueCollector(t *testing.T) {
 	t.Parallel()
-	r := redistest.NewPrivate(t)
+	r := testkit.NewPrivateRedis(t)
 	q := r.Queue(t)
 	_, url := serve(t, metrics.Config{Redis: r.Opt})
 	c := asynq.NewClient(r.Opt)
@@ -175,11 +174,11 @@ func TestQueueCollector(t *testing.T) {
 // served.
 func TestDeadLetterGauge(t *testing.T) {
 	t.Parallel()
-	r := redistest.NewPrivate(t)
+	r := testkit.NewPrivateRedis(t)
 	var dead atomic.Int64
 	dead.Store(7)
 	var failDead atomic.Bool
-	logs := &logtest.Buffer{}
+	logs := &testkit.Buffer{}
 	log, err := logging.New(logs, "info")
 	require.NoError(t, err)
 	_, url := serve(t, metrics.Config{
@@ -218,7 +217,7 @@ func TestDeadLetterGauge(t *testing.T) {
 // breaker) is exposed as it is; a name clash is refused at start.
 func TestExtraCollectors(t *testing.T) {
 	t.Parallel()
-	r := redistest.NewPrivate(t)
+	r := testkit.NewPrivateRedis(t)
 	g := newGauge("cardimport_breaker_trips_total", 2)
 	_, url := serve(t, metrics.Config{Redis: r.Opt, Extra: []prometheus.Collector{g}})
 	v, ok := metricstest.Scrape(t, url).Value("cardimport_breaker_trips_total")
@@ -239,7 +238,7 @@ func newGauge(name string, v float64) prometheus.Gauge {
 // latency, and the runs in progress read at each scrape.
 func TestWebhookAndRunMetrics(t *testing.T) {
 	t.Parallel()
-	r := redistest.NewPrivate(t)
+	r := testkit.NewPrivateRedis(t)
 	m, url := serve(t, metrics.Config{Redis: r.Opt, RunsInProgress: func(context.Context) (int64, error) { return 2, nil }})
 	m.ObserveWebhook("delivered", 30*time.Millisecond)
 	m.ObserveWebhook("delivered", 40*time.Millisecond)

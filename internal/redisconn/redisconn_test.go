@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/redisconn"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 )
 
 func TestParse(t *testing.T) {
@@ -102,7 +102,7 @@ func TestClientsOfEveryForm(t *testing.T) {
 // talk RESP2 to the server.
 func TestClientsSpeakRESP2(t *testing.T) {
 	t.Parallel()
-	r := redistest.New(t)
+	r := testkit.NewRedis(t)
 	if r.Embedded != nil {
 		t.Skip("the embedded server does not answer CLIENT INFO")
 	}
@@ -124,7 +124,7 @@ func TestClientsSpeakRESP2(t *testing.T) {
 
 func TestCheck(t *testing.T) {
 	t.Parallel()
-	r := redistest.New(t)
+	r := testkit.NewRedis(t)
 	warnings, err := redisconn.Check(context.Background(), r.Opt)
 	require.NoError(t, err)
 	if r.Embedded != nil {
@@ -141,7 +141,7 @@ func TestCheckUnreachable(t *testing.T) {
 // TestCheckWarnsWhenRedisMayEvict changes the server's eviction policy, so
 // it runs only against a real server and puts the policy back.
 func TestCheckWarnsWhenRedisMayEvict(t *testing.T) {
-	r := redistest.New(t)
+	r := testkit.NewRedis(t)
 	if r.Embedded != nil {
 		t.Skip("the embedded server has no eviction policy")
 	}
@@ -167,7 +167,7 @@ func (otherConn) MakeRedisClient() any { return struct{}{} }
 
 func TestClient(t *testing.T) {
 	t.Parallel()
-	r := redistest.New(t)
+	r := testkit.NewRedis(t)
 	rc, err := redisconn.Client(r.Opt)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = rc.Close() })

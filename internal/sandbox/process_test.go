@@ -29,11 +29,11 @@ import (
 	"github.com/wechatpay-apiv3/wechatpay-go/core/option"
 	"github.com/wechatpay-apiv3/wechatpay-go/utils"
 
-	"github.com/cardimport/cardimport/internal/buildtest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 )
 
-func TestMain(m *testing.M) { os.Exit(buildtest.Main(m)) }
+func TestMain(m *testing.M) { os.Exit(testkit.Main(m)) }
 
 // testCard is the card id of WeChat's own examples.
 const testCard = "pbLatjvWOibDc5-TBnbUk1pD12o0"
@@ -56,7 +56,7 @@ func startSandbox(t *testing.T, dir string, args ...string) *sandboxProc {
 	if testing.Short() {
 		t.Skip("starts sandbox processes")
 	}
-	bin, err := buildtest.Command("wechatpay-sandbox")
+	bin, err := testkit.Command("wechatpay-sandbox")
 	require.NoError(t, err)
 	cmd := exec.Command(bin, append([]string{"--addr", "127.0.0.1:0", "--dir", dir}, args...)...)
 	stdout, err := cmd.StdoutPipe()

@@ -23,17 +23,15 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/cardimport/cardimport/internal/buildtest"
 	"github.com/cardimport/cardimport/internal/config"
-	"github.com/cardimport/cardimport/internal/proctest"
 	"github.com/cardimport/cardimport/internal/redisconn"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/internal/worker"
 	"github.com/cardimport/cardimport/tasks"
 )
 
-func TestMain(m *testing.M) { os.Exit(buildtest.Main(m)) }
+func TestMain(m *testing.M) { os.Exit(testkit.Main(m)) }
 
 const (
 	// card is the card id of WeChat's own examples.
@@ -95,7 +93,7 @@ func BenchmarkThroughput(b *testing.B) {
 	if os.Getenv("REDIS_URL") == "" {
 		b.Skip("needs REDIS_URL: throughput is measured against a real Redis")
 	}
-	r := redistest.New(b)
+	r := testkit.NewRedis(b)
 	keys := wechatpaytest.TestKeys(b)
 	sb := startSandbox(b)
 	var floor, e2e, floorCPU, e2eCPU, workerCPU, sandboxCPU, c100, p50, p99, rss float64
@@ -155,7 +153,7 @@ func members(tag string, n int) []tasks.Payload {
 }
 
 // producer enqueues into queue as a Go producer does.
-func producer(b *testing.B, r *redistest.Redis, queue string) *tasks.Producer {
+func producer(b *testing.B, r *testkit.Redis, queue string) *tasks.Producer {
 	b.Helper()
 	c := asynq.NewClient(r.Opt)
 	b.Cleanup(func() { _ = c.Close() })
@@ -170,7 +168,7 @@ func producer(b *testing.B, r *redistest.Redis, queue string) *tasks.Producer {
 // completed; it returns the time from the first enqueue to the last
 // completion. Whatever works the queue must be running already, and
 // nothing else may be enqueued into it meanwhile.
-func bulk(b *testing.B, r *redistest.Redis, queue string, ms []tasks.Payload, worker *proctest.Process) time.Duration {
+func bulk(b *testing.B, r *testkit.Redis, queue string, ms []tasks.Payload, worker *testkit.Process) time.Duration {
 	b.Helper()
 	p := producer(b, r, queue)
 	rdb, err := redisconn.Client(r.Opt)
@@ -178,7 +176,7 @@ func bulk(b *testing.B, r *redistest.Redis, queue string, ms []tasks.Payload, wo
 		b.Fatal(err)
 	}
 	defer rdb.Close()
-	ctx := redistest.Context(b)
+	ctx := testkit.Context(b)
 	// asynq keeps a completed task (it has a retention) in the queue's
 	// completed set: counting that set is one cheap call per poll.
 	completed := "asynq:{" + queue + "}:completed"
@@ -214,7 +212,7 @@ func bulk(b *testing.B, r *redistest.Redis, queue string, ms []tasks.Payload, wo
 }
 
 // failStuck ends the benchmark with where the queue stands.
-func failStuck(b *testing.B, r *redistest.Redis, queue string, done int64, want int, worker *proctest.Process) {
+func failStuck(b *testing.B, r *testkit.Redis, queue string, done int64, want int, worker *testkit.Process) {
 	b.Helper()
 	insp := asynq.NewInspector(r.Opt)
 	defer insp.Close()
@@ -230,7 +228,7 @@ func failStuck(b *testing.B, r *redistest.Redis, queue string, done int64, want 
 // default concurrency and with its TaskCheckInterval, whose handler only signs and verifies what one
 // import costs, and returns its imports a second over bulkImports tasks
 // enqueued as for endToEnd, and the CPU time per import in ms.
-func cryptoFloor(b *testing.B, r *redistest.Redis, keys *wechatpaytest.Keys, tag string) (float64, float64) {
+func cryptoFloor(b *testing.B, r *testkit.Redis, keys *wechatpaytest.Keys, tag string) (float64, float64) {
 	b.Helper()
 	queue := r.Queue(b)
 	srv := asynq.NewServer(r.Opt, asynq.Config{
@@ -299,7 +297,7 @@ type sandbox struct {
 func startSandbox(b *testing.B) *sandbox {
 	b.Helper()
 	dir := b.TempDir()
-	p := proctest.Start(b, "wechatpay-sandbox", nil, "--addr", "127.0.0.1:0", "--dir", dir)
+	p := testkit.Start(b, "wechatpay-sandbox", nil, "--addr", "127.0.0.1:0", "--dir", dir)
 	waitOutput(b, p, "listening on ")
 	env, err := wechatpaytest.ReadEnvFile(filepath.Join(dir, wechatpaytest.FileEnv))
 	if err != nil {
@@ -324,7 +322,7 @@ func (s *sandbox) stats(b *testing.B) wechatpaytest.Stats {
 }
 
 // waitOutput waits until p has written want.
-func waitOutput(b *testing.B, p *proctest.Process, want string) {
+func waitOutput(b *testing.B, p *testkit.Process, want string) {
 	b.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(p.Out.String(), want) {
@@ -337,20 +335,20 @@ func waitOutput(b *testing.B, p *proctest.Process, want string) {
 
 // startWorker runs a worker process on queue against the sandbox, with
 // the sandbox's env file as its environment, and waits until it works.
-func startWorker(b *testing.B, r *redistest.Redis, sb *sandbox, queue string, args ...string) *proctest.Process {
+func startWorker(b *testing.B, r *testkit.Redis, sb *sandbox, queue string, args ...string) *testkit.Process {
 	b.Helper()
 	vars := maps.Clone(sb.env)
 	vars["REDIS_URL"] = r.URL
 	vars["QUEUE"] = queue
 	vars["WECHATPAY_RATE_LIMIT"] = rateLimit
-	p := proctest.Start(b, "worker", proctest.Environ(vars), args...)
+	p := testkit.Start(b, "worker", testkit.Environ(vars), args...)
 	waitOutput(b, p, `"message":"worker started"`)
 	return p
 }
 
 // stopWorker ends the worker as an operator does, so that it uses no CPU
 // during the next run.
-func stopWorker(b *testing.B, p *proctest.Process) {
+func stopWorker(b *testing.B, p *testkit.Process) {
 	b.Helper()
 	_ = p.Process.Signal(syscall.SIGTERM)
 	if err := p.Wait(); err != nil {
@@ -374,7 +372,7 @@ func (r e2eRun) cpu() float64 { return r.cpuMs[0] + r.cpuMs[1] + r.cpuMs[2] }
 // endToEnd runs a worker process with args and measures it over
 // bulkImports members. It fails unless the sandbox imported each member
 // once, refusing none.
-func endToEnd(b *testing.B, r *redistest.Redis, sb *sandbox, tag string, args ...string) e2eRun {
+func endToEnd(b *testing.B, r *testkit.Redis, sb *sandbox, tag string, args ...string) e2eRun {
 	b.Helper()
 	queue := r.Queue(b)
 	w := startWorker(b, r, sb, queue, args...)
@@ -454,7 +452,7 @@ func vmHWM(b *testing.B, pid int) int {
 // seconds, so a poller asks asynq for the state of every task not yet
 // completed, every millisecond: a latency is late by at most one poll
 // round (about a millisecond plus a Redis round trip per task in flight).
-func latency(b *testing.B, r *redistest.Redis, sb *sandbox, tag string) (p50, p99 time.Duration) {
+func latency(b *testing.B, r *testkit.Redis, sb *sandbox, tag string) (p50, p99 time.Duration) {
 	b.Helper()
 	queue := r.Queue(b)
 	w := startWorker(b, r, sb, queue)
@@ -462,7 +460,7 @@ func latency(b *testing.B, r *redistest.Redis, sb *sandbox, tag string) (p50, p9
 	p := producer(b, r, queue)
 	insp := asynq.NewInspector(r.Opt)
 	defer insp.Close()
-	ctx := redistest.Context(b)
+	ctx := testkit.Context(b)
 
 	var (
 		mu       sync.Mutex

@@ -14,9 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/enqueuecmd"
-	"github.com/cardimport/cardimport/internal/logtest"
-	"github.com/cardimport/cardimport/internal/proctest"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/internal/worker"
 	"github.com/cardimport/cardimport/tasks"
@@ -91,9 +89,9 @@ func TestImportAFileEndToEnd(t *testing.T) {
 	t.Parallel()
 	srv := wechatpaytest.NewServer(wechatpaytest.TestKeys(t), wechatpaytest.WithFirstAttemptFaults(0.2))
 	t.Cleanup(srv.Close)
-	r := redistest.New(t)
+	r := testkit.NewRedis(t)
 	queue := r.Queue(t)
-	env := proctest.WorkerEnv(t, srv, r, queue)
+	env := testkit.WorkerEnv(t, srv, r, queue)
 	// The emulator has no limit; the default of 10 a second would make
 	// this test take half a minute.
 	env["WECHATPAY_RATE_LIMIT"] = "200"
@@ -115,7 +113,7 @@ func TestImportAFileEndToEnd(t *testing.T) {
 	}
 	require.Len(t, strings.Split(strings.TrimSpace(stderr.String()), "\n"), len(f.invalid), "one stderr line per bad row")
 
-	logs := &logtest.Buffer{}
+	logs := &testkit.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- worker.Run(ctx, []string{"--queue", queue, "--concurrency", "8", "--retry-min-delay", "50ms", "--retry-max-delay", "200ms"}, getenv, logs, logs)

@@ -7,9 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardimport/cardimport/internal/buildtest"
-	"github.com/cardimport/cardimport/internal/proctest"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 )
 
@@ -17,10 +15,10 @@ import (
 // returns its exit code and output.
 func runWorker(t *testing.T, env map[string]string, args ...string) (int, string) {
 	t.Helper()
-	bin, err := buildtest.Command("worker")
+	bin, err := testkit.Command("worker")
 	require.NoError(t, err)
 	cmd := exec.Command(bin, args...)
-	cmd.Env = proctest.Environ(env)
+	cmd.Env = testkit.Environ(env)
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	if err != nil {
@@ -35,7 +33,7 @@ func runWorker(t *testing.T, env map[string]string, args ...string) (int, string
 // that failed.
 func TestWorkerCheck(t *testing.T) {
 	t.Parallel()
-	r := redistest.New(t)
+	r := testkit.NewRedis(t)
 	keys := wechatpaytest.TestKeys(t)
 	other, err := wechatpaytest.GenerateKeys()
 	require.NoError(t, err)
@@ -75,7 +73,7 @@ func TestWorkerCheck(t *testing.T) {
 			t.Parallel()
 			ours := wechatpaytest.NewServer(keys)
 			t.Cleanup(ours.Close)
-			env := proctest.WorkerEnv(t, ours, r, r.Queue(t))
+			env := testkit.WorkerEnv(t, ours, r, r.Queue(t))
 			sandbox := wechatpaytest.NewServer(tt.keys)
 			t.Cleanup(sandbox.Close)
 			env["WECHATPAY_BASE_URL"] = sandbox.URL
@@ -93,10 +91,10 @@ func TestWorkerCheck(t *testing.T) {
 // certificate would burn every member's retries; it does not start.
 func TestWorkerRefusesTheMerchantCertificateAsPlatformCertificate(t *testing.T) {
 	t.Parallel()
-	r := redistest.New(t)
+	r := testkit.NewRedis(t)
 	srv := wechatpaytest.NewServer(wechatpaytest.TestKeys(t))
 	t.Cleanup(srv.Close)
-	env := proctest.WorkerEnv(t, srv, r, r.Queue(t))
+	env := testkit.WorkerEnv(t, srv, r, r.Queue(t))
 	dir := filepath.Dir(env["WECHATPAY_MCH_PRIVATE_KEY_FILE"])
 	delete(env, "WECHATPAY_PUBLIC_KEY_ID")
 	delete(env, "WECHATPAY_PUBLIC_KEY_FILE")

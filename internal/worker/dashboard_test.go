@@ -16,14 +16,11 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardimport/cardimport/internal/buildtest"
 	"github.com/cardimport/cardimport/internal/deadletter"
 	"github.com/cardimport/cardimport/internal/logging"
-	"github.com/cardimport/cardimport/internal/logtest"
 	"github.com/cardimport/cardimport/internal/metrics"
 	"github.com/cardimport/cardimport/internal/metrics/metricstest"
-	"github.com/cardimport/cardimport/internal/proctest"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/internal/worker"
 	"github.com/cardimport/cardimport/tasks"
@@ -31,7 +28,7 @@ import (
 
 // serverAddr waits for the worker's log line saying that side server name
 // listens, and returns its address.
-func serverAddr(t *testing.T, logs *logtest.Buffer, name string, exited <-chan struct{}) string {
+func serverAddr(t *testing.T, logs *testkit.Buffer, name string, exited <-chan struct{}) string {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -58,11 +55,11 @@ func serverAddr(t *testing.T, logs *logtest.Buffer, name string, exited <-chan s
 // an emulator from a test queue.
 type dashboardRun struct {
 	srv         *wechatpaytest.Server
-	r           *redistest.Redis
+	r           *testkit.Redis
 	queue       string
 	client      *asynq.Client
 	insp        *asynq.Inspector
-	logs        *logtest.Buffer
+	logs        *testkit.Buffer
 	exited      chan struct{} // closed when Run has returned err
 	err         error
 	cancel      context.CancelFunc
@@ -77,10 +74,10 @@ func startDashboardRun(t *testing.T, extraArgs ...string) *dashboardRun {
 	}
 	// A database of its own: the dashboard's overview pages read every
 	// queue on the server, and other tests delete theirs meanwhile.
-	d := &dashboardRun{srv: wechatpaytest.NewServer(wechatpaytest.TestKeys(t)), r: redistest.NewPrivate(t), user: "ops", pass: "correct horse battery"}
+	d := &dashboardRun{srv: wechatpaytest.NewServer(wechatpaytest.TestKeys(t)), r: testkit.NewPrivateRedis(t), user: "ops", pass: "correct horse battery"}
 	t.Cleanup(d.srv.Close)
 	d.queue = d.r.Queue(t)
-	env := proctest.WorkerEnv(t, d.srv, d.r, d.queue)
+	env := testkit.WorkerEnv(t, d.srv, d.r, d.queue)
 	env["DASHBOARD_USER"], env["DASHBOARD_PASSWORD"] = d.user, d.pass
 	d.client = asynq.NewClient(d.r.Opt)
 	t.Cleanup(func() { _ = d.client.Close() })
@@ -89,7 +86,7 @@ func startDashboardRun(t *testing.T, extraArgs ...string) *dashboardRun {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
-	d.logs, d.exited = &logtest.Buffer{}, make(chan struct{})
+	d.logs, d.exited = &testkit.Buffer{}, make(chan struct{})
 	args := append([]string{"--queue", d.queue, "--concurrency", "4", "--retry-min-delay", "50ms", "--retry-max-delay", "200ms",
 		"--shutdown-timeout", "2s", "--dashboard", "127.0.0.1:0", "--metrics", "127.0.0.1:0"}, extraArgs...)
 	go func() {
@@ -128,17 +125,7 @@ func (d *dashboardRun) enqueue(t *testing.T, p tasks.Payload, opts ...asynq.Opti
 
 func (d *dashboardRun) waitState(t *testing.T, id string, state asynq.TaskState) *asynq.TaskInfo {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		info, err := d.insp.GetTaskInfo(d.queue, id)
-		if err == nil && info.State == state {
-			return info
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("task %s not %s within 60s (last: %+v, %v)\n%s", id, state, info, err, d.logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return testkit.WaitState(t, d.insp, d.queue, id, state, 60*time.Second, d.logs)
 }
 
 // api sends a request to the dashboard with the login and returns the
@@ -334,7 +321,7 @@ func TestDashboardShowsNoOpenID(t *testing.T) {
 // and takes no task from the queue.
 func TestDashboardOnly(t *testing.T) {
 	t.Parallel()
-	r := redistest.NewPrivate(t) // its metrics read every queue on the server
+	r := testkit.NewPrivateRedis(t) // its metrics read every queue on the server
 	queue := r.Queue(t)
 	env := map[string]string{"REDIS_URL": r.URL, "DASHBOARD_USER": "ops", "DASHBOARD_PASSWORD": "pw", "DASHBOARD_READ_ONLY": "true"}
 	c := asynq.NewClient(r.Opt)
@@ -346,7 +333,7 @@ func TestDashboardOnly(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	logs, exited := &logtest.Buffer{}, make(chan struct{})
+	logs, exited := &testkit.Buffer{}, make(chan struct{})
 	var runErr error
 	go func() {
 		defer close(exited)
@@ -402,7 +389,7 @@ func TestDashboardOnly(t *testing.T) {
 func TestOpenDashboardWithoutLoginExitsOne(t *testing.T) {
 	t.Parallel()
 	b := setupProcess(t)
-	bin, err := buildtest.Command("worker")
+	bin, err := testkit.Command("worker")
 	require.NoError(t, err)
 	cmd := exec.Command(bin, "--dashboard", "0.0.0.0:0")
 	cmd.Env = b.env
@@ -425,7 +412,7 @@ func TestDashboardReplayKeepsDeadLettersConsistent(t *testing.T) {
 	store, err := deadletter.New(d.r.Opt, d.queue)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = store.Close() })
-	ctx := redistest.Context(t)
+	ctx := testkit.Context(t)
 
 	p := member("replay", 0)
 	p.CardID = wechatpaytest.CardIDPrefixNoAuth + "WOibDc5-TBnbUk1"

@@ -12,7 +12,7 @@ import (
 
 	"github.com/cardimport/cardimport/internal/config"
 	"github.com/cardimport/cardimport/internal/deadletter"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/tasks"
 )
 
@@ -23,7 +23,7 @@ import (
 // task are not.
 func TestErrorHandlerFollowsAsynqsArchiveRule(t *testing.T) {
 	t.Parallel()
-	r := redistest.New(t)
+	r := testkit.NewRedis(t)
 	queue := r.Queue(t)
 	cfg := config.Worker{Redis: r.Opt, Queue: queue, Concurrency: 2, RetryMinDelay: time.Hour, RetryMaxDelay: time.Hour, ShutdownTimeout: time.Second}
 	dead, err := newDeadLetters(cfg, zerolog.Nop())
@@ -33,7 +33,7 @@ func TestErrorHandlerFollowsAsynqsArchiveRule(t *testing.T) {
 	member := func(no string) tasks.Payload {
 		return tasks.Payload{CardID: "pbLatjvWOibDc5-TBnbUk1pD12o0", OpenID: "oUpF8uMuAJO_M2pxb" + no, OutRequestNo: no}
 	}
-	ctx := redistest.Context(t)
+	ctx := testkit.Context(t)
 
 	srvCfg := serverConfig(cfg, zerolog.Nop())
 	srvCfg.ErrorHandler = dead

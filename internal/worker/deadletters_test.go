@@ -17,9 +17,7 @@ import (
 
 	"github.com/cardimport/cardimport/internal/deadletter"
 	"github.com/cardimport/cardimport/internal/enqueuecmd"
-	"github.com/cardimport/cardimport/internal/logtest"
-	"github.com/cardimport/cardimport/internal/proctest"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/internal/worker"
 	"github.com/cardimport/cardimport/tasks"
@@ -29,22 +27,22 @@ import (
 // own, the CLI pointed at the same queue, and the dead-letter store.
 type deadBundle struct {
 	srv    *wechatpaytest.Server
-	r      *redistest.Redis
+	r      *testkit.Redis
 	queue  string
 	env    map[string]string
 	insp   *asynq.Inspector
 	store  *deadletter.Store
-	logs   *logtest.Buffer
+	logs   *testkit.Buffer
 	cancel context.CancelFunc
 	done   chan error
 }
 
 func setupDead(t *testing.T) *deadBundle {
 	t.Helper()
-	b := &deadBundle{srv: wechatpaytest.NewServer(wechatpaytest.TestKeys(t)), r: redistest.New(t), logs: &logtest.Buffer{}}
+	b := &deadBundle{srv: wechatpaytest.NewServer(wechatpaytest.TestKeys(t)), r: testkit.NewRedis(t), logs: &testkit.Buffer{}}
 	t.Cleanup(b.srv.Close)
 	b.queue = b.r.Queue(t)
-	b.env = proctest.WorkerEnv(t, b.srv, b.r, b.queue)
+	b.env = testkit.WorkerEnv(t, b.srv, b.r, b.queue)
 	// The emulator has no limit; the shared one (10/s by default) would
 	// make 12,000 imports take 20 minutes.
 	b.env["WECHATPAY_RATE_LIMIT"] = "10000"
@@ -151,7 +149,7 @@ func deadLetterMembers() int {
 // once the merchant is given the card, one `dead replay --all` imports
 // every one of them exactly once and empties the store.
 func TestLongDeadLettersBeyondAsynqsArchive(t *testing.T) {
-	proctest.Long(t)
+	testkit.Long(t)
 	t.Parallel()
 	b := setupDead(t)
 	const card = "pNOAUTH-LatjvWOibDc5-TBnbUk1pD"
@@ -261,10 +259,7 @@ func TestDeadLettersFollowTheTask(t *testing.T) {
 	code, stdout, stderr := b.cli(t, "dead", "replay", viaRun.OutRequestNo)
 	require.Equal(t, 0, code, stderr)
 	require.Equal(t, "replayed=1 skipped=0 failed=0\n", stdout)
-	b.waitFor(t, 30*time.Second, func() bool {
-		info, err := b.insp.GetTaskInfo(b.queue, viaRun.OutRequestNo)
-		return err == nil && info.State == asynq.TaskStateArchived
-	}, func() string { return b.logs.String() })
+	testkit.WaitState(t, b.insp, b.queue, viaRun.OutRequestNo, asynq.TaskStateArchived, 30*time.Second, b.logs)
 	rec, err = b.store.Get(context.Background(), viaRun.OutRequestNo)
 	require.NoError(t, err)
 	require.Equal(t, deadletter.StateDead, rec.State)

@@ -13,9 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/guard"
-	"github.com/cardimport/cardimport/internal/logtest"
-	"github.com/cardimport/cardimport/internal/proctest"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/internal/worker"
 	"github.com/cardimport/cardimport/tasks"
@@ -25,7 +23,7 @@ import (
 // import from one into the other, run in this process with worker.Run.
 type fleet struct {
 	srv   *wechatpaytest.Server
-	r     *redistest.Redis
+	r     *testkit.Redis
 	rdb   redis.UniversalClient
 	queue string
 	env   map[string]string
@@ -34,11 +32,11 @@ type fleet struct {
 
 func setupFleet(t *testing.T, opts ...wechatpaytest.Option) *fleet {
 	t.Helper()
-	f := &fleet{r: redistest.New(t)}
+	f := &fleet{r: testkit.NewRedis(t)}
 	f.queue = f.r.Queue(t)
 	f.srv = wechatpaytest.NewServer(wechatpaytest.TestKeys(t), opts...)
 	t.Cleanup(f.srv.Close)
-	env := proctest.WorkerEnv(t, f.srv, f.r, f.queue)
+	env := testkit.WorkerEnv(t, f.srv, f.r, f.queue)
 	env["RETRY_MIN_DELAY"] = "50ms"
 	env["RETRY_MAX_DELAY"] = "200ms"
 	f.env = env
@@ -53,9 +51,9 @@ func setupFleet(t *testing.T, opts ...wechatpaytest.Option) *fleet {
 }
 
 // start runs a worker until the test ends; stop ends it early and waits.
-func (f *fleet) start(t *testing.T, args ...string) (logs *logtest.Buffer, stop func()) {
+func (f *fleet) start(t *testing.T, args ...string) (logs *testkit.Buffer, stop func()) {
 	t.Helper()
-	logs = &logtest.Buffer{}
+	logs = &testkit.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- worker.Run(ctx, args, func(k string) string { return f.env[k] }, logs, logs) }()
@@ -132,7 +130,7 @@ func (f *fleet) waitState(t *testing.T, what string, within time.Duration, ok fu
 // more than 40 calls in any second hold at least 90% of that rate between
 // them, and fewer than 1% of their calls are refused.
 func TestLongTwoWorkersShareTheRateLimit(t *testing.T) {
-	proctest.Long(t)
+	testkit.Long(t)
 	// Not parallel: the achieved rate is a measurement, and the emulator
 	// runs in this process, which other tests of the package would load.
 	if testing.Short() {
@@ -207,7 +205,7 @@ func TestOutageOpensTheCircuitAndRecovers(t *testing.T) {
 // its log that signing fails, calls WeChat only to probe; restarted with
 // the right key it imports every task.
 func TestLongWrongKeyArchivesNothingAndRestartImports(t *testing.T) {
-	proctest.Long(t)
+	testkit.Long(t)
 	t.Parallel()
 	b := setupProcess(t)
 	wrong, err := wechatpaytest.GenerateKeys()

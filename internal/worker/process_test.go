@@ -14,21 +14,18 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardimport/cardimport/internal/buildtest"
-	"github.com/cardimport/cardimport/internal/logtest"
-	"github.com/cardimport/cardimport/internal/proctest"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/tasks"
 )
 
-func TestMain(m *testing.M) { os.Exit(buildtest.Main(m)) }
+func TestMain(m *testing.M) { os.Exit(testkit.Main(m)) }
 
 // procBundle is a queue, an emulator and the environment a worker process
 // needs to import from one into the other.
 type procBundle struct {
 	srv   *wechatpaytest.Server
-	r     *redistest.Redis
+	r     *testkit.Redis
 	queue string
 	env   []string
 	insp  *asynq.Inspector
@@ -39,23 +36,23 @@ func setupProcess(t *testing.T, opts ...wechatpaytest.Option) *procBundle {
 	if testing.Short() {
 		t.Skip("starts worker processes")
 	}
-	b := &procBundle{r: redistest.New(t)}
+	b := &procBundle{r: testkit.NewRedis(t)}
 	b.queue = b.r.Queue(t)
 	b.srv = wechatpaytest.NewServer(wechatpaytest.TestKeys(t), opts...)
 	t.Cleanup(b.srv.Close)
-	vars := proctest.WorkerEnv(t, b.srv, b.r, b.queue)
+	vars := testkit.WorkerEnv(t, b.srv, b.r, b.queue)
 	vars["RETRY_MIN_DELAY"] = "50ms"
 	vars["RETRY_MAX_DELAY"] = "200ms"
-	b.env = proctest.Environ(vars)
+	b.env = testkit.Environ(vars)
 	b.insp = asynq.NewInspector(b.r.Opt)
 	t.Cleanup(func() { _ = b.insp.Close() })
 	return b
 }
 
 // start runs a worker process; its output goes to the returned buffer.
-func (b *procBundle) start(t *testing.T) (*exec.Cmd, *logtest.Buffer) {
+func (b *procBundle) start(t *testing.T) (*exec.Cmd, *testkit.Buffer) {
 	t.Helper()
-	p := proctest.Start(t, "worker", b.env, "--concurrency", "2")
+	p := testkit.Start(t, "worker", b.env, "--concurrency", "2")
 	return p.Cmd, p.Out
 }
 
@@ -71,17 +68,7 @@ func (b *procBundle) enqueue(t *testing.T, p tasks.Payload) {
 
 func (b *procBundle) waitState(t *testing.T, id string, state asynq.TaskState, within time.Duration) *asynq.TaskInfo {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		info, err := b.insp.GetTaskInfo(b.queue, id)
-		if err == nil && info.State == state {
-			return info
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("task %s not %s within %s (last: %+v, %v)", id, state, within, info, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return testkit.WaitState(t, b.insp, b.queue, id, state, within)
 }
 
 // TestKilledWorkerCostsNoRetry: a worker SIGKILLed mid-import leaves its
@@ -142,7 +129,7 @@ func TestSIGTERMFinishesInFlightAndExitsZero(t *testing.T) {
 func TestConfigErrorExitsOne(t *testing.T) {
 	t.Parallel()
 	b := setupProcess(t)
-	bin, err := buildtest.Command("worker")
+	bin, err := testkit.Command("worker")
 	require.NoError(t, err)
 	cmd := exec.Command(bin)
 	cmd.Env = append(b.env, "WECHATPAY_MCH_PRIVATE_KEY_FILE=/nonexistent/apiclient_key.pem", "RETRY_MIN_DELAY=soon")

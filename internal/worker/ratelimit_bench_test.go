@@ -9,10 +9,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/cardimport/cardimport/internal/buildtest"
-	"github.com/cardimport/cardimport/internal/logtest"
-	"github.com/cardimport/cardimport/internal/proctest"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/tasks"
 )
@@ -43,7 +40,7 @@ type rateRun struct {
 	// limit; refused is the share of calls it refused with 429.
 	achieved, refused float64
 	srv               *wechatpaytest.Server
-	logs              [2]*logtest.Buffer // of each worker
+	logs              [2]*testkit.Buffer // of each worker
 	payloads          []tasks.Payload
 }
 
@@ -52,20 +49,20 @@ type rateRun struct {
 // calls in any second, and waits until the queue is drained.
 func runRateLimited(b testing.TB, rate, n int) rateRun {
 	b.Helper()
-	bin, err := buildtest.Command("worker")
+	bin, err := testkit.Command("worker")
 	if err != nil {
 		b.Fatal(err)
 	}
-	r := redistest.New(b)
+	r := testkit.NewRedis(b)
 	queue := r.Queue(b)
 	srv := wechatpaytest.NewServer(wechatpaytest.TestKeys(b), wechatpaytest.WithRateLimit(rate), wechatpaytest.WithLatency(50*time.Millisecond))
 	b.Cleanup(srv.Close)
-	vars := proctest.WorkerEnv(b, srv, r, queue)
+	vars := testkit.WorkerEnv(b, srv, r, queue)
 	vars["WECHATPAY_RATE_LIMIT"] = strconv.Itoa(rate)
-	env := proctest.Environ(vars)
+	env := testkit.Environ(vars)
 
 	c := asynq.NewClient(r.Opt)
-	run := rateRun{srv: srv, logs: [2]*logtest.Buffer{{}, {}}}
+	run := rateRun{srv: srv, logs: [2]*testkit.Buffer{{}, {}}}
 	for i := range n {
 		p := tasks.Payload{CardID: card, OpenID: fmt.Sprintf("oUpF8uMuAJO_M2pxb%06d", i), OutRequestNo: fmt.Sprintf("1900000001-20261128-bench%06d", i)}
 		task, err := tasks.NewImportTask(p, tasks.WithQueue(queue))

@@ -9,9 +9,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardimport/cardimport/internal/logtest"
 	"github.com/cardimport/cardimport/internal/redisconn"
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/worker"
 	"github.com/cardimport/cardimport/results"
 )
@@ -21,7 +20,7 @@ import (
 // page links to it.
 func TestDashboardServesRunsPage(t *testing.T) {
 	t.Parallel()
-	r := redistest.New(t)
+	r := testkit.NewRedis(t)
 	queue := r.Queue(t)
 	rdb, err := redisconn.Client(r.Opt)
 	require.NoError(t, err)
@@ -35,7 +34,7 @@ func TestDashboardServesRunsPage(t *testing.T) {
 
 	env := map[string]string{"REDIS_URL": r.URL, "DASHBOARD_USER": "ops", "DASHBOARD_PASSWORD": "pw"}
 	ctx, cancel := context.WithCancel(ctx)
-	logs, exited := &logtest.Buffer{}, make(chan struct{})
+	logs, exited := &testkit.Buffer{}, make(chan struct{})
 	var runErr error
 	go func() {
 		defer close(exited)

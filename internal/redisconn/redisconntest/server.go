@@ -27,7 +27,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/cardimport/cardimport/internal/logtest"
+	"github.com/cardimport/cardimport/internal/testkit"
 )
 
 // startTimeout bounds the wait for a process to answer.
@@ -45,7 +45,7 @@ type Server struct {
 	tls  *TLS
 	mu   sync.Mutex
 	cmd  *exec.Cmd
-	log  *logtest.Buffer
+	log  *testkit.Buffer
 }
 
 // lookPath finds a binary, or skips (fails under
@@ -125,7 +125,7 @@ func sparePort(tb testing.TB, lo, hi, also int) int {
 func (s *Server) Start(tb testing.TB) {
 	tb.Helper()
 	s.mu.Lock()
-	s.log = &logtest.Buffer{}
+	s.log = &testkit.Buffer{}
 	s.cmd = exec.Command(s.args[0], s.args[1:]...)
 	s.cmd.Dir = s.Dir
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log

@@ -1,4 +1,4 @@
-package redistest
+package testkit
 
 import (
 	"context"
@@ -9,9 +9,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestClaim: NewPrivate's claim on one database, in each state a database
-// can be found in. A server of the test's own, so that no other test can
-// claim the database between two steps.
+// TestClaim: NewPrivateRedis's claim on one database, in each state a
+// database can be found in. A server of the test's own, so that no other
+// test can claim the database between two steps.
 func TestClaim(t *testing.T) {
 	ctx := context.Background()
 	m := miniredis.RunT(t)

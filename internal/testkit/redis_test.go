@@ -1,4 +1,4 @@
-package redistest_test
+package testkit_test
 
 import (
 	"context"
@@ -9,13 +9,13 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardimport/cardimport/internal/redistest"
+	"github.com/cardimport/cardimport/internal/testkit"
 )
 
 // TestQueueLeavesNoKeys: a test's queue, with pending, completed and
 // archived tasks, leaves no key behind on a shared server.
 func TestQueueLeavesNoKeys(t *testing.T) {
-	r := redistest.New(t)
+	r := testkit.NewRedis(t)
 	var q string
 	t.Run("use", func(t *testing.T) {
 		q = r.Queue(t)
@@ -55,17 +55,17 @@ func TestQueueLeavesNoKeys(t *testing.T) {
 // queues apart (asynq's list of queues shows only the test's own), and
 // each test's keys are gone when it ends.
 func TestPrivateDatabases(t *testing.T) {
-	var rs [2]*redistest.Redis
+	var rs [2]*testkit.Redis
 	var queues [2]string
 	use := func(t *testing.T, i int) {
-		rs[i] = redistest.NewPrivate(t)
+		rs[i] = testkit.NewPrivateRedis(t)
 		queues[i] = rs[i].Queue(t) // a name no other test uses, dropped at the end
 		c := asynq.NewClient(rs[i].Opt)
 		defer c.Close()
 		_, err := c.Enqueue(asynq.NewTask("t", nil), asynq.Queue(queues[i]))
 		require.NoError(t, err)
 	}
-	listed := func(r *redistest.Redis) []string {
+	listed := func(r *testkit.Redis) []string {
 		insp := asynq.NewInspector(r.Opt)
 		defer insp.Close()
 		qs, err := insp.Queues()

@@ -1,11 +1,12 @@
-// Package redistest gives tests a Redis to talk to: the server named by
-// REDIS_URL when it is set (CI always sets it), otherwise an embedded
-// miniredis, so that `go test ./...` works on a machine with only Go.
+package testkit
+
+// A Redis to talk to: the server named by REDIS_URL when it is set (CI
+// always sets it), otherwise an embedded miniredis, so that `go test ./...`
+// works on a machine with only Go.
 //
 // Tests share a real server, so each test gets its own queue name instead of
 // a database of its own, and its queue is deleted when the test ends; no
 // test flushes the server.
-package redistest
 
 import (
 	"context"
@@ -38,9 +39,9 @@ type Redis struct {
 	Embedded *miniredis.Miniredis
 }
 
-// New returns the Redis a test should use. With REDIS_URL unset it starts a
-// miniredis that the test's cleanup stops.
-func New(tb testing.TB) *Redis {
+// NewRedis returns the Redis a test should use. With REDIS_URL unset it
+// starts a miniredis that the test's cleanup stops.
+func NewRedis(tb testing.TB) *Redis {
 	tb.Helper()
 	if url := os.Getenv("REDIS_URL"); url != "" {
 		// Parsed as the worker parses it, so tests connect as it does.
@@ -54,12 +55,12 @@ func New(tb testing.TB) *Redis {
 	return &Redis{Opt: redisconn.ClientOpt{RedisClientOpt: asynq.RedisClientOpt{Addr: m.Addr()}}, URL: "redis://" + m.Addr() + "/0", Embedded: m}
 }
 
-// NewPrivate returns a Redis database of the test's own, for a test that
-// reads what asynq keeps for the whole server — the list of queues, every
-// queue's statistics, the servers — as the dashboard's overview and the
-// metrics do: on a shared database another test's queue can be deleted
-// between two of those reads. Without REDIS_URL it is New: each embedded
-// miniredis is the test's own already.
+// NewPrivateRedis returns a Redis database of the test's own, for a test
+// that reads what asynq keeps for the whole server — the list of queues,
+// every queue's statistics, the servers — as the dashboard's overview and
+// the metrics do: on a shared database another test's queue can be deleted
+// between two of those reads. Without REDIS_URL it is NewRedis: each
+// embedded miniredis is the test's own already.
 //
 // With REDIS_URL set it claims one of databases 1–15 other than REDIS_URL's
 // own: one that is empty, or that holds only what a killed test run left
@@ -70,9 +71,9 @@ func New(tb testing.TB) *Redis {
 // rate:cardimport:) are deleted from it, and the claim is given back. A
 // database that holds anything else is never claimed, and nothing else in
 // it is ever deleted.
-func NewPrivate(tb testing.TB) *Redis {
+func NewPrivateRedis(tb testing.TB) *Redis {
 	tb.Helper()
-	r := New(tb)
+	r := NewRedis(tb)
 	if r.Embedded != nil {
 		return r
 	}
@@ -128,9 +129,12 @@ func NewPrivate(tb testing.TB) *Redis {
 	}
 }
 
-// claimKey, in a database NewPrivate claimed, holds the claiming test's
-// token; usedKey marks a database tests have used, so that what a killed
-// run left behind can be told from data of anyone else's.
+// claimKey, in a database NewPrivateRedis claimed, holds the claiming
+// test's token; usedKey marks a database tests have used, so that what a
+// killed run left behind can be told from data of anyone else's. They keep
+// the name of the package they were first written in (redistest): they are
+// data on a shared server, and a run of another branch, or a database a
+// killed run left, must still be recognised.
 const (
 	claimKey = "cardimport:redistest:claim"
 	usedKey  = "cardimport:redistest:used"
@@ -162,7 +166,7 @@ func claim(ctx context.Context, rc redis.UniversalClient, token string) bool {
 }
 
 // deleteTestKeys deletes from rc's database the keys tests write, but
-// NewPrivate's own claim.
+// NewPrivateRedis's own claim.
 func deleteTestKeys(ctx context.Context, rc redis.UniversalClient) {
 	unlinkMatching(ctx, rc, []string{"asynq:*", "cardimport:*", "rate:cardimport:*"}, claimKey, usedKey)
 }

@@ -1,25 +1,22 @@
-// Package proctest runs the project's commands as real processes for tests
-// and benchmarks (SIGKILL, several workers, the fault suite, throughput):
-// the environment a worker needs to import from a queue into an emulator,
-// and processes whose output is kept and which are killed when the test
-// ends.
-package proctest
+package testkit
+
+// The project's commands run as real processes for tests and benchmarks
+// (SIGKILL, several workers, the fault suite, throughput): the environment
+// a worker needs to import from a queue into an emulator, and processes
+// whose output is kept and which are killed when the test ends.
 
 import (
 	"os"
 	"os/exec"
 	"testing"
 
-	"github.com/cardimport/cardimport/internal/buildtest"
-	"github.com/cardimport/cardimport/internal/logtest"
-	"github.com/cardimport/cardimport/internal/redistest"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 )
 
 // WorkerEnv is the environment of a worker that imports from queue on r
 // into srv: the variables of the env file the emulator writes with its
 // keys, as an operator's would, plus REDIS_URL and QUEUE.
-func WorkerEnv(tb testing.TB, srv *wechatpaytest.Server, r *redistest.Redis, queue string) map[string]string {
+func WorkerEnv(tb testing.TB, srv *wechatpaytest.Server, r *Redis, queue string) map[string]string {
 	tb.Helper()
 	env, err := srv.Keys.WriteDir(tb.TempDir(), srv.URL)
 	if err != nil {
@@ -43,18 +40,18 @@ func Environ(vars map[string]string) []string {
 type Process struct {
 	*exec.Cmd
 	// Out holds what the process wrote to stdout and stderr.
-	Out *logtest.Buffer
+	Out *Buffer
 }
 
-// Start runs cmd/NAME, built by buildtest (the package's TestMain must call
-// buildtest.Main), with env and args. The test's cleanup kills it.
+// Start runs cmd/NAME, built by Command (the package's TestMain must call
+// Main), with env and args. The test's cleanup kills it.
 func Start(tb testing.TB, name string, env []string, args ...string) *Process {
 	tb.Helper()
-	bin, err := buildtest.Command(name)
+	bin, err := Command(name)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p := &Process{Cmd: exec.Command(bin, args...), Out: &logtest.Buffer{}}
+	p := &Process{Cmd: exec.Command(bin, args...), Out: &Buffer{}}
 	p.Env = env
 	p.Stdout, p.Stderr = p.Out, p.Out
 	if err := p.Cmd.Start(); err != nil {

@@ -1,6 +1,4 @@
-// Package logtest gives tests a log sink that the worker's goroutines can
-// write to while the test reads it, to assert what operators would see.
-package logtest
+package testkit
 
 import (
 	"bytes"
@@ -8,7 +6,9 @@ import (
 	"sync"
 )
 
-// Buffer is an io.Writer safe for concurrent use.
+// Buffer is an io.Writer safe for concurrent use: a log sink that the
+// worker's goroutines can write to while the test reads it, to assert what
+// operators would see.
 type Buffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
