@@ -19,6 +19,7 @@
 package guard
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -90,18 +91,10 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.FailureThreshold == 0 {
-		c.FailureThreshold = DefaultFailureThreshold
-	}
-	if c.UnverifiedThreshold == 0 {
-		c.UnverifiedThreshold = DefaultUnverifiedThreshold
-	}
-	if c.ProbeInterval == 0 {
-		c.ProbeInterval = DefaultProbeInterval
-	}
-	if c.MaxWait == 0 {
-		c.MaxWait = DefaultMaxWait
-	}
+	c.FailureThreshold = cmp.Or(c.FailureThreshold, DefaultFailureThreshold)
+	c.UnverifiedThreshold = cmp.Or(c.UnverifiedThreshold, DefaultUnverifiedThreshold)
+	c.ProbeInterval = cmp.Or(c.ProbeInterval, DefaultProbeInterval)
+	c.MaxWait = cmp.Or(c.MaxWait, DefaultMaxWait)
 	if c.Logger == nil {
 		nop := zerolog.Nop()
 		c.Logger = &nop
