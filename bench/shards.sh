@@ -14,12 +14,8 @@
 # Usage: bench/shards.sh [runs, default 1]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs="${1:-1}"
-out="$(mktemp /tmp/shards-bench.XXXXXX)"
-trap 'rm -f "$out"' EXIT
-
-go test -count="$runs" -run '^$' -bench Shards -benchtime 1x -timeout 30m \
-	./bench/deployment >"$out" 2>&1 || { cat "$out"; exit 1; }
+. bench/lib.sh
+deployment_bench Shards "${1:-1}"
 
 echo "note: one 2-core machine shares its cores among every process below:"
 echo "      this shows the overhead of more processes and masters, not scale."

@@ -10,12 +10,8 @@
 # Usage: bench/sizing.sh [runs, default 1]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs="${1:-1}"
-out="$(mktemp /tmp/sizing-bench.XXXXXX)"
-trap 'rm -f "$out"' EXIT
-
-go test -count="$runs" -run '^$' -bench Sizing -benchtime 1x -timeout 30m \
-	./bench/deployment >"$out" 2>&1 || { cat "$out"; exit 1; }
+. bench/lib.sh
+deployment_bench Sizing "${1:-1}"
 
 awk '
 /^BenchmarkSizing/ {

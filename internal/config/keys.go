@@ -26,45 +26,46 @@ func WeChatPay(env func(string) string) (cfg wechatpay.Config, warnings []string
 		PublicKeyID:   strings.TrimSpace(env("WECHATPAY_PUBLIC_KEY_ID")),
 		AppID:         strings.TrimSpace(env("WECHATPAY_APPID")),
 	}
-	var errs []error
-	collect := func(err error) {
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
+	f := keyFiles{env: env}
 	if cfg.MchCertSerial != "" && strings.Trim(strings.ToUpper(cfg.MchCertSerial), "0123456789ABCDEF") != "" {
-		collect(errors.New("WECHATPAY_MCH_CERT_SERIAL: must be the certificate serial in hex"))
+		f.errs = append(f.errs, errors.New("WECHATPAY_MCH_CERT_SERIAL: must be the certificate serial in hex"))
 	}
-	if v := env("WECHATPAY_MCH_PRIVATE_KEY_FILE"); v != "" {
-		var err error
-		cfg.MchPrivateKey, err = privateKeyFile("WECHATPAY_MCH_PRIVATE_KEY_FILE", v)
-		collect(err)
-		if err == nil {
-			warnings = appendLoose(warnings, "WECHATPAY_MCH_PRIVATE_KEY_FILE", v)
-		}
+	fromFile(&f, "WECHATPAY_MCH_PRIVATE_KEY_FILE", secret, &cfg.MchPrivateKey, privateKeyFile)
+	fromFile(&f, "WECHATPAY_PUBLIC_KEY_FILE", !secret, &cfg.PublicKey, publicKeyFile)
+	fromFile(&f, "WECHATPAY_PLATFORM_CERT_FILE", !secret, &cfg.PlatformCertificates, certificateFile)
+	fromFile(&f, "WECHATPAY_APIV3_KEY_FILE", secret, &cfg.APIv3Key, apiV3KeyFile)
+	return cfg, f.warnings, errors.Join(f.errs...)
+}
+
+// keyFiles gathers the problems and warnings of reading the files the
+// variables of env name.
+type keyFiles struct {
+	env      func(string) string
+	errs     []error
+	warnings []string
+}
+
+// secret marks a file of the merchant's secrets (its private key, the
+// APIv3 key), whose permissions are checked (appendLoose).
+const secret = true
+
+// fromFile sets *dst from the file the variable name names, when it is set,
+// read with read. A problem goes to f's errors; a secret file read well
+// that others may read, to its warnings.
+func fromFile[T any](f *keyFiles, name string, isSecret bool, dst *T, read func(name, path string) (T, error)) {
+	path := f.env(name)
+	if path == "" {
+		return
 	}
-	if v := env("WECHATPAY_PUBLIC_KEY_FILE"); v != "" {
-		var err error
-		cfg.PublicKey, err = publicKeyFile("WECHATPAY_PUBLIC_KEY_FILE", v)
-		collect(err)
+	v, err := read(name, path)
+	if err != nil {
+		f.errs = append(f.errs, err)
+		return
 	}
-	if v := env("WECHATPAY_PLATFORM_CERT_FILE"); v != "" {
-		var err error
-		cfg.PlatformCertificates, err = certificateFile("WECHATPAY_PLATFORM_CERT_FILE", v)
-		collect(err)
+	*dst = v
+	if isSecret {
+		f.warnings = appendLoose(f.warnings, name, path)
 	}
-	if v := env("WECHATPAY_APIV3_KEY_FILE"); v != "" {
-		var err error
-		cfg.APIv3Key, err = apiV3KeyFile("WECHATPAY_APIV3_KEY_FILE", v)
-		collect(err)
-		if err == nil {
-			warnings = appendLoose(warnings, "WECHATPAY_APIV3_KEY_FILE", v)
-		}
-	}
-	if len(errs) > 0 {
-		return cfg, warnings, errors.Join(errs...)
-	}
-	return cfg, warnings, nil
 }
 
 // appendLoose adds a warning when the secret file at path (a merchant
@@ -120,43 +121,38 @@ func readPEM(name, path string) ([]*pem.Block, error) {
 	return blocks, nil
 }
 
+// privateKeyFile reads the merchant's RSA private key, PKCS#8 or PKCS#1.
 func privateKeyFile(name, path string) (*rsa.PrivateKey, error) {
-	blocks, err := readPEM(name, path)
-	if err != nil {
-		return nil, err
-	}
-	var key any
-	switch blocks[0].Type {
-	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(blocks[0].Bytes)
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(blocks[0].Bytes)
-	default:
-		return nil, fmt.Errorf("%s: %s: PEM block is %q, want PRIVATE KEY", name, path, blocks[0].Type)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: %s: bad private key: %v", name, path, err)
-	}
-	rsaKey, ok := key.(*rsa.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("%s: %s: not an RSA key", name, path)
-	}
-	return rsaKey, nil
+	return rsaKeyFile[*rsa.PrivateKey](name, path, "private key", map[string]func([]byte) (any, error){
+		"PRIVATE KEY":     x509.ParsePKCS8PrivateKey,
+		"RSA PRIVATE KEY": func(der []byte) (any, error) { return x509.ParsePKCS1PrivateKey(der) },
+	})
 }
 
+// publicKeyFile reads WeChat Pay's RSA public key, PKIX.
 func publicKeyFile(name, path string) (*rsa.PublicKey, error) {
+	return rsaKeyFile[*rsa.PublicKey](name, path, "public key", map[string]func([]byte) (any, error){
+		"PUBLIC KEY": x509.ParsePKIXPublicKey,
+	})
+}
+
+// rsaKeyFile reads the RSA key K in the first PEM block of the file, which
+// parse, by the block's type, reads. kind names the key in errors, and in
+// upper case the block it wants.
+func rsaKeyFile[K *rsa.PrivateKey | *rsa.PublicKey](name, path, kind string, parse map[string]func([]byte) (any, error)) (K, error) {
 	blocks, err := readPEM(name, path)
 	if err != nil {
 		return nil, err
 	}
-	if blocks[0].Type != "PUBLIC KEY" {
-		return nil, fmt.Errorf("%s: %s: PEM block is %q, want PUBLIC KEY", name, path, blocks[0].Type)
+	read, ok := parse[blocks[0].Type]
+	if !ok {
+		return nil, fmt.Errorf("%s: %s: PEM block is %q, want %s", name, path, blocks[0].Type, strings.ToUpper(kind))
 	}
-	key, err := x509.ParsePKIXPublicKey(blocks[0].Bytes)
+	key, err := read(blocks[0].Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %s: bad public key: %v", name, path, err)
+		return nil, fmt.Errorf("%s: %s: bad %s: %v", name, path, kind, err)
 	}
-	rsaKey, ok := key.(*rsa.PublicKey)
+	rsaKey, ok := key.(K)
 	if !ok {
 		return nil, fmt.Errorf("%s: %s: not an RSA key", name, path)
 	}

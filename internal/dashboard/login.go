@@ -1,8 +1,6 @@
 package dashboard
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net"
@@ -45,19 +43,17 @@ func CheckLogin(addr, user, password string) error {
 }
 
 // requireLogin lets through only requests with the configured basic login.
-// The comparison hashes both sides first so that it takes the same time
-// whatever the length or content of the guess.
+// Both halves are compared, in constant time (httpserve.Secret), whatever
+// the other's result, so that the check takes the same time whatever the
+// length or content of the guess.
 func requireLogin(user, password, realm string, next http.Handler) http.Handler {
-	wantUser := sha256.Sum256([]byte(user))
-	wantPassword := sha256.Sum256([]byte(password))
+	wantUser, wantPassword := httpserve.NewSecret(user), httpserve.NewSecret(password)
 	challenge := fmt.Sprintf("Basic realm=%q, charset=\"UTF-8\"", realm)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, p, ok := r.BasicAuth()
-		gotUser := sha256.Sum256([]byte(u))
-		gotPassword := sha256.Sum256([]byte(p))
-		userOK := subtle.ConstantTimeCompare(gotUser[:], wantUser[:])
-		passwordOK := subtle.ConstantTimeCompare(gotPassword[:], wantPassword[:])
-		if !ok || userOK&passwordOK != 1 {
+		userOK := wantUser.Matches(u)
+		passwordOK := wantPassword.Matches(p)
+		if !ok || !userOK || !passwordOK {
 			w.Header().Set("WWW-Authenticate", challenge)
 			http.Error(w, "login required", http.StatusUnauthorized)
 			return

@@ -19,6 +19,7 @@
 package guard
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -90,18 +91,10 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.FailureThreshold == 0 {
-		c.FailureThreshold = DefaultFailureThreshold
-	}
-	if c.UnverifiedThreshold == 0 {
-		c.UnverifiedThreshold = DefaultUnverifiedThreshold
-	}
-	if c.ProbeInterval == 0 {
-		c.ProbeInterval = DefaultProbeInterval
-	}
-	if c.MaxWait == 0 {
-		c.MaxWait = DefaultMaxWait
-	}
+	c.FailureThreshold = cmp.Or(c.FailureThreshold, DefaultFailureThreshold)
+	c.UnverifiedThreshold = cmp.Or(c.UnverifiedThreshold, DefaultUnverifiedThreshold)
+	c.ProbeInterval = cmp.Or(c.ProbeInterval, DefaultProbeInterval)
+	c.MaxWait = cmp.Or(c.MaxWait, DefaultMaxWait)
 	if c.Logger == nil {
 		nop := zerolog.Nop()
 		c.Logger = &nop
@@ -175,24 +168,24 @@ func New(next importer.Importer, cfg Config) (*Guard, error) {
 // limiter what WeChat answered. A 429 is tried again here, under the same
 // out_request_no, with a new token.
 func (g *Guard) Import(ctx context.Context, req wechatpay.ImportRequest) (wechatpay.ImportResult, error) {
-	var res wechatpay.ImportResult
-	err := g.call(ctx, func(ctx context.Context) (err error) {
-		res, err = g.next.Import(ctx, req)
-		return err
-	})
-	return res, err
+	return through(ctx, g, req, g.next.Import)
 }
 
 // ListCards implements importer.Importer: the list of a member's cards, asked
 // to confirm an already-member, goes through the same rate limit and
 // circuit as an import.
 func (g *Guard) ListCards(ctx context.Context, req wechatpay.ListCardsRequest) (wechatpay.CardPage, error) {
-	var page wechatpay.CardPage
+	return through(ctx, g, req, g.next.ListCards)
+}
+
+// through makes the call do(ctx, req) through g.call and returns its answer.
+func through[Req, Res any](ctx context.Context, g *Guard, req Req, do func(context.Context, Req) (Res, error)) (Res, error) {
+	var res Res
 	err := g.call(ctx, func(ctx context.Context) (err error) {
-		page, err = g.next.ListCards(ctx, req)
+		res, err = do(ctx, req)
 		return err
 	})
-	return page, err
+	return res, err
 }
 
 // call makes one call to WeChat when the circuit and the shared rate let

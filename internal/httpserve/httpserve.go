@@ -3,7 +3,8 @@
 // server facing a network needs, so each feature only supplies a handler.
 // It also holds what every server of ours that a browser could reach
 // shares: IsLoopback, which decides whether one may run without a login or
-// a token, and BrowserGuard, which keeps web pages from driving it.
+// a token, Secret, which checks the login or token in constant time, and
+// BrowserGuard, which keeps web pages from driving it.
 package httpserve
 
 import (

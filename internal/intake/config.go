@@ -16,6 +16,7 @@
 package intake
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -96,21 +97,11 @@ func (c Config) withDefaults() Config {
 	// Both sides of the comparison are trimmed: a token pasted with a
 	// space or a newline into INTAKE_TOKEN must not lock every client out.
 	c.Token = strings.TrimSpace(c.Token)
-	if c.Addr == "" {
-		c.Addr = DefaultAddr
-	}
-	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if c.MaxMembers == 0 {
-		c.MaxMembers = DefaultMaxMembers
-	}
-	if c.MaxInFlight == 0 {
-		c.MaxInFlight = DefaultMaxInFlight
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = DefaultShutdownTimeout
-	}
+	c.Addr = cmp.Or(c.Addr, DefaultAddr)
+	c.MaxBodyBytes = cmp.Or(c.MaxBodyBytes, DefaultMaxBodyBytes)
+	c.MaxMembers = cmp.Or(c.MaxMembers, DefaultMaxMembers)
+	c.MaxInFlight = cmp.Or(c.MaxInFlight, DefaultMaxInFlight)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
 	return c
 }
 

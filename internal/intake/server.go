@@ -2,8 +2,6 @@ package intake
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net"
@@ -18,9 +16,9 @@ import (
 
 // Server is the HTTP intake.
 type Server struct {
-	cfg       Config
-	tokenHash [sha256.Size]byte
-	handler   http.Handler
+	cfg     Config
+	token   httpserve.Secret
+	handler http.Handler
 	// slots holds one token per batch being handled (MaxInFlight).
 	slots chan struct{}
 }
@@ -33,7 +31,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := cfg.validate(ctx, rawToken); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, tokenHash: sha256.Sum256([]byte(cfg.Token)), slots: make(chan struct{}, cfg.MaxInFlight)}
+	s := &Server{cfg: cfg, token: httpserve.NewSecret(cfg.Token), slots: make(chan struct{}, cfg.MaxInFlight)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/imports", s.imports)
 	mux.HandleFunc("GET /v1/imports/{out_request_no}", s.member)
@@ -109,8 +107,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// authorized checks the bearer token in constant time. Hashing first makes
-// the comparison's time independent of the token's length too.
+// authorized checks the bearer token in constant time (httpserve.Secret),
+// independent of the token's length too.
 func (s *Server) authorized(r *http.Request) bool {
 	if s.cfg.Token == "" {
 		return true
@@ -119,8 +117,7 @@ func (s *Server) authorized(r *http.Request) bool {
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return false
 	}
-	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
-	return subtle.ConstantTimeCompare(got[:], s.tokenHash[:]) == 1
+	return s.token.Matches(strings.TrimSpace(token))
 }
 
 // retryAfterRedis is the Retry-After of an answer 503 because Redis did

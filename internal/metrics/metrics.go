@@ -83,30 +83,23 @@ func New(cfg Config) (*Metrics, error) {
 		reg:       prometheus.NewRegistry(),
 		inspector: asynq.NewInspector(cfg.Redis),
 		log:       zerolog.Nop(),
-		imports: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: ImportsTotal,
-			Help: "Import attempts that reached WeChat Pay, by how they ended (imported, already_member, refused, transient, unverified, rate_limited, systemic) and WeChat's error code.",
-		}, []string{"outcome", "wechat_code"}),
-		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: WebhookDeliveriesTotal,
-			Help: "Webhook deliveries by result: delivered (2xx), refused (another status), redirected (3xx, not followed), unreachable (no answer).",
-		}, []string{"result"}),
-		webhookDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    WebhookDeliverySeconds,
-			Help:    "Duration of webhook deliveries, by result; a delivery gives up after 10 s.",
-			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
-		}, []string{"result"}),
-		cardLists: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: CardListCallsTotal,
-			Help: "Calls listing a member's cards (asked to confirm an already-member), by outcome (listed, or the kind of the failure).",
-		}, []string{"outcome"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: CallDurationSeconds,
-			Help: "Duration of import calls to WeChat Pay, backup host included, by outcome.",
+		imports: counter(ImportsTotal,
+			"Import attempts that reached WeChat Pay, by how they ended (imported, already_member, refused, transient, unverified, rate_limited, systemic) and WeChat's error code.",
+			"outcome", "wechat_code"),
+		webhooks: counter(WebhookDeliveriesTotal,
+			"Webhook deliveries by result: delivered (2xx), refused (another status), redirected (3xx, not followed), unreachable (no answer).",
+			"result"),
+		webhookDuration: histogram(WebhookDeliverySeconds,
+			"Duration of webhook deliveries, by result; a delivery gives up after 10 s.",
+			[]float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}, "result"),
+		cardLists: counter(CardListCallsTotal,
+			"Calls listing a member's cards (asked to confirm an already-member), by outcome (listed, or the kind of the failure).",
+			"outcome"),
+		duration: histogram(CallDurationSeconds,
+			"Duration of import calls to WeChat Pay, backup host included, by outcome.",
 			// WeChat answers in tens to hundreds of milliseconds; the
 			// client gives up after 15 s.
-			Buckets: []float64{0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30},
-		}, []string{"outcome"}),
+			[]float64{0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30}, "outcome"),
 	}
 	if cfg.Logger != nil {
 		m.log = *cfg.Logger
@@ -134,6 +127,16 @@ func New(cfg Config) (*Metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// counter is a counter vector of name and help, by labels.
+func counter(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
+// histogram is a histogram vector of name and help, with buckets, by labels.
+func histogram(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
 }
 
 // Registry is where the metrics live, for tests and for embedding them in

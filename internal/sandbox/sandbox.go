@@ -19,8 +19,9 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 )
@@ -197,7 +198,8 @@ func Serve(ctx context.Context, cfg Config, stdout io.Writer) error {
 		wechatpaytest.WithFirstAttemptFaults(cfg.TransientShare),
 		wechatpaytest.WithRateLimit(cfg.RateLimit),
 		wechatpaytest.WithLatency(cfg.Latency))
-	srv := &http.Server{Handler: withControl(emu, &syncWriter{w: stdout}), ReadHeaderTimeout: 10 * time.Second}
+	// The control handlers write their lines from their own goroutines.
+	srv := &http.Server{Handler: withControl(emu, zerolog.SyncWriter(stdout)), ReadHeaderTimeout: 10 * time.Second}
 
 	origin := "reused from"
 	if generated {
@@ -253,19 +255,6 @@ func Ping(ctx context.Context, addr string) error {
 		return fmt.Errorf("ping: %s answered %s", addr, res.Status)
 	}
 	return nil
-}
-
-// syncWriter serializes the lines control handlers write from their own
-// goroutines.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 // withControl serves the /control/ routes, which change the emulator while

@@ -9,6 +9,7 @@ package termsafe
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf16"
@@ -81,29 +82,9 @@ func unsafe(r rune) bool {
 	return !unicode.IsGraphic(r)
 }
 
-// escape writes r as Go would quote it: \t, \n, \x1b, \u202e, \U000e0001.
+// escape writes r, a character that is not graphic, as Go would quote it:
+// \t, \n, \x1b, \u202e, \U000e0001 (strconv.QuoteRune without its quotes).
 func escape(r rune) string {
-	switch r {
-	case '\a':
-		return `\a`
-	case '\b':
-		return `\b`
-	case '\f':
-		return `\f`
-	case '\n':
-		return `\n`
-	case '\r':
-		return `\r`
-	case '\t':
-		return `\t`
-	case '\v':
-		return `\v`
-	}
-	switch {
-	case r < 0x80:
-		return fmt.Sprintf(`\x%02x`, r)
-	case r <= 0xffff:
-		return fmt.Sprintf(`\u%04x`, r)
-	}
-	return fmt.Sprintf(`\U%08x`, r)
+	q := strconv.QuoteRune(r)
+	return q[1 : len(q)-1]
 }

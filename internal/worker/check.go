@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -28,11 +27,8 @@ var ErrCheckFailed = errors.New("check failed: see the lines above")
 // is well and ErrCheckFailed otherwise; a configuration error is returned
 // as it is.
 func Check(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
-	cfg, err := config.LoadWorker(args, env, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
+	cfg, ok, err := load(args, env, stderr)
+	if !ok {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)

@@ -31,11 +31,8 @@ func Run(ctx context.Context, args []string, env func(string) string, stdout, st
 	if len(args) > 0 && args[0] == "check" {
 		return Check(ctx, args[1:], env, stdout, stderr)
 	}
-	cfg, err := config.LoadWorker(args, env, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
+	cfg, ok, err := load(args, env, stderr)
+	if !ok {
 		return err
 	}
 	log, err := logging.New(stdout, cfg.LogLevel)
@@ -43,6 +40,17 @@ func Run(ctx context.Context, args []string, env func(string) string, stdout, st
 		return err
 	}
 	return Serve(ctx, cfg, log)
+}
+
+// load reads the worker's configuration, for Run and Check. ok is false
+// when there is nothing to run: -h printed the usage (err is nil), or err
+// says what is wrong.
+func load(args []string, env func(string) string, stderr io.Writer) (cfg config.Worker, ok bool, err error) {
+	cfg, err = config.LoadWorker(args, env, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return cfg, false, nil
+	}
+	return cfg, err == nil, err
 }
 
 // Serve runs a worker with a checked configuration until ctx is cancelled.

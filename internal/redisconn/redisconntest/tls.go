@@ -32,48 +32,28 @@ type TLS struct {
 func NewTLS(tb testing.TB) *TLS {
 	tb.Helper()
 	dir := tb.TempDir()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	now := time.Now()
-	caTmpl := &x509.Certificate{
+	ca, caKey := issue(tb, &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "redisconntest CA"},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	leaf := &x509.Certificate{
+	}, nil, nil)
+	leaf, key := issue(tb, &x509.Certificate{
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
 		KeyUsage: x509.KeyUsageDigitalSignature,
 		// A cluster node and a replica are TLS clients of each other.
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	}, ca, caKey)
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	t := &TLS{CA: filepath.Join(dir, "ca.pem"), Cert: filepath.Join(dir, "server.pem"), Key: filepath.Join(dir, "server-key.pem")}
 	for path, block := range map[string]*pem.Block{
-		t.CA:   {Type: "CERTIFICATE", Bytes: caDER},
-		t.Cert: {Type: "CERTIFICATE", Bytes: leafDER},
+		t.CA:   {Type: "CERTIFICATE", Bytes: ca.Raw},
+		t.Cert: {Type: "CERTIFICATE", Bytes: leaf.Raw},
 		t.Key:  {Type: "EC PRIVATE KEY", Bytes: keyDER},
 	} {
 		if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
@@ -84,6 +64,28 @@ func NewTLS(tb testing.TB) *TLS {
 	pool.AddCert(ca)
 	t.Config = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	return t
+}
+
+// issue makes a P-256 key and the certificate of tmpl for it, signed by
+// parent's key parentKey, or by itself when parent is nil.
+func issue(tb testing.TB, tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cert, key
 }
 
 // serverArgs are a redis-server's TLS arguments: TLS only, on port, to

@@ -89,7 +89,7 @@ func (k *Keys) WriteDir(dir, baseURL string) (map[string]string, error) {
 		{FileAPIv3Key, []byte(k.APIv3Key), 0o600},
 	}
 	for _, f := range files {
-		if err := writeFile(path(f.name), f.data, f.perm); err != nil {
+		if err := WriteKeyFile(path(f.name), f.data, f.perm); err != nil {
 			return nil, fmt.Errorf("write dir: %w", err)
 		}
 	}
@@ -110,32 +110,10 @@ func (k *Keys) WriteDir(dir, baseURL string) (map[string]string, error) {
 	fmt.Fprintf(&b, "# %s=%s\n", EnvPlatformCertFile, path(FilePlatformCert))
 	b.WriteString("# Auto-downloaded platform certificates (GET /v3/certificates) instead:\n")
 	fmt.Fprintf(&b, "# %s=%s\n", EnvAPIv3KeyFile, path(FileAPIv3Key))
-	if err := writeFile(path(FileEnv), b.Bytes(), 0o644); err != nil {
+	if err := WriteKeyFile(path(FileEnv), b.Bytes(), 0o644); err != nil {
 		return nil, fmt.Errorf("write dir: %w", err)
 	}
 	return env, nil
-}
-
-// writeFile replaces path with data through a temporary file and a rename,
-// so that a reader never sees half a key and an existing file's looser
-// permissions do not survive.
-func writeFile(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), perm); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // ReadEnvFile reads NAME=value lines like those WriteDir writes, as

@@ -108,6 +108,17 @@ func (e *Emulator) scheduleFor(outRequestNo string, a answer) {
 	e.faults.interceptFor[outRequestNo] = append(e.faults.interceptFor[outRequestNo], a)
 }
 
+// scheduleNext queues answer a for the next n calls of queue; n <= 0
+// queues nothing.
+func (e *Emulator) scheduleNext(queue *[]scheduledFailure, n int, a answer) {
+	if n <= 0 {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	*queue = append(*queue, scheduledFailure{remaining: n, answer: a})
+}
+
 // ForgeRefusalNext answers the next n import calls that pass the rate limit
 // and the signature check with an error answer WeChat did not give: status
 // (4xx or 5xx; it panics otherwise) and the JSON body {"code","message"},
@@ -118,13 +129,7 @@ func (e *Emulator) scheduleFor(outRequestNo string, a answer) {
 // and rule: the call never reached WeChat. ForgeRefusalNext and
 // RedirectNext share one queue, answered in the order they were called.
 func (e *Emulator) ForgeRefusalNext(n int, status int, code, message string) {
-	a := forgedRefusal(status, code, message)
-	if n <= 0 {
-		return
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.faults.intercepts = append(e.faults.intercepts, scheduledFailure{remaining: n, answer: a})
+	e.scheduleNext(&e.faults.intercepts, n, forgedRefusal(status, code, message))
 }
 
 // ForgeRefusalFor gives the next import call under outRequestNo (its first
@@ -143,13 +148,7 @@ func (e *Emulator) ForgeRefusalFor(outRequestNo string, status int, code, messag
 // that follows would send the signed request, the openid and the
 // Authorization header to location. Shares its queue with ForgeRefusalNext.
 func (e *Emulator) RedirectNext(n int, status int, location string) {
-	a := redirect(status, location)
-	if n <= 0 {
-		return
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.faults.intercepts = append(e.faults.intercepts, scheduledFailure{remaining: n, answer: a})
+	e.scheduleNext(&e.faults.intercepts, n, redirect(status, location))
 }
 
 // RedirectFor gives the next import call under outRequestNo the redirect
@@ -164,12 +163,7 @@ func (e *Emulator) RedirectFor(outRequestNo string, status int, location string)
 // as WeChat signs its errors. Import calls are not affected, nor are list
 // calls affected by FailNext.
 func (e *Emulator) FailNextList(n int, status int, code, message string) {
-	if n <= 0 {
-		return
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.faults.listFailures = append(e.faults.listFailures, scheduledFailure{remaining: n, answer: refusal(status, code, message)})
+	e.scheduleNext(&e.faults.listFailures, n, refusal(status, code, message))
 }
 
 // ForgeNextList breaks the signature of the next n 200 answers of the list
@@ -187,12 +181,7 @@ func (e *Emulator) ForgeNextList(n int) {
 // (FailNextList). Calls queue up: FailNext(1, 500, …) then FailNext(1, 503, …)
 // answers 500 first, then 503.
 func (e *Emulator) FailNext(n int, status int, code, message string) {
-	if n <= 0 {
-		return
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.faults.failures = append(e.faults.failures, scheduledFailure{remaining: n, answer: refusal(status, code, message)})
+	e.scheduleNext(&e.faults.failures, n, refusal(status, code, message))
 }
 
 // SetOutage answers every later import and list call that passes the rate
