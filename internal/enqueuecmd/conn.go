@@ -52,6 +52,21 @@ func (f *cmdFlags) open(ctx context.Context, c *cli) (*conn, error) {
 	return cn, nil
 }
 
+// openResults is open, and the results store of the queue: what enqueue
+// one, runs and results work with.
+func (f *cmdFlags) openResults(ctx context.Context, c *cli) (*conn, *results.Store, error) {
+	cn, err := f.open(ctx, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	rs, err := cn.results()
+	if err != nil {
+		cn.close()
+		return nil, nil, err
+	}
+	return cn, rs, nil
+}
+
 func (cn *conn) close() { _ = cn.rdb.Close() }
 
 // ping checks that Redis answers.

@@ -58,6 +58,7 @@ func (f *cmdFlags) parseNoArgs(args []string, cmd string) error {
 	return f.noArgs(cmd)
 }
 
+// noArgs is the error about stray positional arguments, named for cmd.
 func (f *cmdFlags) noArgs(cmd string) error {
 	if f.NArg() > 0 {
 		return fmt.Errorf("%s: takes no arguments, got %d", cmd, f.NArg())

@@ -42,15 +42,11 @@ func runOne(ctx context.Context, c *cli, args []string) error {
 	if err := p.Validate(); err != nil {
 		return withCode(exitInvalid, err)
 	}
-	cn, err := fs.open(ctx, c)
+	cn, rs, err := fs.openResults(ctx, c)
 	if err != nil {
 		return err
 	}
 	defer cn.close()
-	rs, err := cn.results()
-	if err != nil {
-		return err
-	}
 	producer, err := cn.producer(tasks.WithTaskOptions(opts...), tasks.WithRun(rs, *run))
 	if err != nil {
 		return err

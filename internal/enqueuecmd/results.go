@@ -75,7 +75,7 @@ func runResults(ctx context.Context, c *cli, args []string) error {
 	if sub == "follow" && *group == "" {
 		return errors.New("results follow: --group is required")
 	}
-	cn, rs, err := openResults(ctx, c, fs)
+	cn, rs, err := fs.openResults(ctx, c)
 	if err != nil {
 		return err
 	}

@@ -54,7 +54,7 @@ func runRuns(ctx context.Context, c *cli, args []string) error {
 			return err
 		}
 	}
-	cn, rs, err := openResults(ctx, c, fs)
+	cn, rs, err := fs.openResults(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -75,21 +75,6 @@ func runRuns(ctx context.Context, c *cli, args []string) error {
 	}
 	printRuns(c.stdout, runs, *asJSON)
 	return nil
-}
-
-// openResults opens the connection of runs and results, after checking
-// that Redis answers, and the results store of the queue.
-func openResults(ctx context.Context, c *cli, fs *cmdFlags) (*conn, *results.Store, error) {
-	cn, err := fs.open(ctx, c)
-	if err != nil {
-		return nil, nil, err
-	}
-	rs, err := cn.results()
-	if err != nil {
-		cn.close()
-		return nil, nil, err
-	}
-	return cn, rs, nil
 }
 
 func printRuns(w io.Writer, runs []results.Run, asJSON bool) {
