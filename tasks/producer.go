@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/hibiken/asynq"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/cardimport/cardimport/results"
 )
@@ -284,49 +284,36 @@ func (p *Producer) enqueueMany(ctx context.Context, members []Payload, opts []Op
 	// fail each member taken, as Enqueue would.
 	o, optErr := p.taskOptions(opts)
 
-	var (
-		mu       sync.Mutex
-		firstErr error
-		next     int
-	)
-	// take hands out the next member to enqueue, or -1 once the batch is
-	// done or has failed.
-	take := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		if firstErr == nil && ctx.Err() != nil {
-			firstErr = ctx.Err()
-		}
-		if firstErr != nil || next == len(todo) {
-			return -1
-		}
-		next++
-		return todo[next-1]
-	}
-	var wg sync.WaitGroup
-	for range min(p.concurrency, len(todo)) {
-		wg.Go(func() {
-			for i := take(); i >= 0; i = take() {
-				dup, err := false, optErr
-				if err == nil {
-					dup, err = p.enqueue(ctx, members[i], o)
-				}
-				results[i].Duplicate, results[i].Err = dup, err
-				if err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = fmt.Errorf("member %d: %w", i, err)
-					}
-					mu.Unlock()
-				}
+	// stopped ends at the first failure: no member is begun after it. The
+	// enqueues themselves run on ctx, so one in flight ends as it would.
+	pool, stopped := errgroup.WithContext(ctx)
+	pool.SetLimit(p.concurrency)
+	next := 0
+	for ; next < len(todo) && stopped.Err() == nil; next++ {
+		i := todo[next]
+		pool.Go(func() error {
+			if stopped.Err() != nil {
+				results[i].Err = ErrNotAttempted
+				return nil
 			}
+			dup, err := false, optErr
+			if err == nil {
+				dup, err = p.enqueue(ctx, members[i], o)
+			}
+			results[i].Duplicate, results[i].Err = dup, err
+			if err != nil {
+				return fmt.Errorf("member %d: %w", i, err)
+			}
+			return nil
 		})
 	}
-	wg.Wait()
-	if firstErr != nil {
-		for _, i := range todo[next:] {
-			results[i].Err = ErrNotAttempted
-		}
+	err := pool.Wait()
+	for _, i := range todo[next:] {
+		results[i].Err = ErrNotAttempted
 	}
-	return results, firstErr
+	if err == nil {
+		// Stopped, if at all, by ctx rather than by a member.
+		err = ctx.Err()
+	}
+	return results, err
 }

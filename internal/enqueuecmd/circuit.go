@@ -22,30 +22,22 @@ once the key named in the hint is fixed and the workers restarted.
 rate_factor is the share of WECHATPAY_RATE_LIMIT in force: below 1 for a
 few seconds after WeChat answered 429.`
 
-func runCircuit(ctx context.Context, c *cli, args []string) int {
-	fs := newFlagSet(c, "circuit", "[flags]", circuitAbout)
-	var rf redisFlags
-	rf.register(fs, c.getenv)
-	if code, done := parseFlags(fs, args); done {
-		return code
+func runCircuit(ctx context.Context, c *cli, args []string) error {
+	fs := newFlags(c, "circuit", "[flags]", circuitAbout)
+	if err := fs.parseNoArgs(args, "circuit"); err != nil {
+		return err
 	}
-	if fs.NArg() > 0 {
-		c.errorf("circuit: takes no arguments, got %d", fs.NArg())
-		return exitUsage
-	}
-	rdb, err := rf.client(c.getenv)
+	cn, err := fs.connect(c)
 	if err != nil {
-		c.errorf("%v", err)
-		return exitFailure
+		return err
 	}
-	defer rdb.Close()
-	s, err := guard.ReadState(ctx, rdb, rf.queue)
+	defer cn.close()
+	s, err := guard.ReadState(ctx, cn.rdb, cn.queue)
 	if err != nil {
-		c.errorf("circuit: %v", err)
-		return exitFailure
+		return fmt.Errorf("circuit: %w", err)
 	}
 	fmt.Fprintln(c.stdout, termsafe.String(formatCircuit(s)))
-	return exitOK
+	return nil
 }
 
 func formatCircuit(s guard.State) string {

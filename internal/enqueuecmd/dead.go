@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/cardimport/cardimport/internal/deadletter"
 	"github.com/cardimport/cardimport/internal/termsafe"
 	"github.com/cardimport/cardimport/tasks"
@@ -30,22 +32,21 @@ subcommands:
 Both first reconcile the store with asynq's archive, as the worker does
 every minute, so nothing asynq archived is missing.`
 
-func runDead(ctx context.Context, c *cli, args []string) int {
+func runDead(ctx context.Context, c *cli, args []string) error {
 	if len(args) == 0 {
 		fmt.Fprintf(c.stderr, "usage: enqueue dead list|replay [flags]\n\n%s\n", deadAbout)
-		return exitUsage
+		return errUsage
 	}
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintf(c.stderr, "usage: enqueue dead list|replay [flags]\n\n%s\n", deadAbout)
-		return exitOK
+		return errHelp
 	case "list":
 		return runDeadList(ctx, c, args[1:])
 	case "replay":
 		return runDeadReplay(ctx, c, args[1:])
 	}
-	c.errorf("dead: unknown subcommand %q (list or replay)", args[0])
-	return exitUsage
+	return fmt.Errorf("dead: unknown subcommand %q (list or replay)", args[0])
 }
 
 // filterFlags select dead letters.
@@ -75,27 +76,22 @@ func (f *filterFlags) filter(now time.Time) (deadletter.Filter, error) {
 }
 
 // openDead opens the dead-letter store of the flags' queue and reconciles
-// it with asynq's archive.
-func openDead(ctx context.Context, c *cli, rf redisFlags) (*deadletter.Store, error) {
-	connOpt, err := rf.connOpt(c.getenv)
+// it with asynq's archive. Its errors are named for cmd.
+func openDead(ctx context.Context, c *cli, fs *cmdFlags, cmd string) (*conn, *deadletter.Store, error) {
+	cn, err := fs.open(ctx, c)
+	var store *deadletter.Store
+	if err == nil {
+		if store, err = cn.dead(); err == nil {
+			_, err = store.Sweep(ctx)
+		}
+		if err != nil {
+			cn.close()
+		}
+	}
 	if err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("%s: %w", cmd, err)
 	}
-	store, err := deadletter.New(connOpt, rf.queue)
-	if err != nil {
-		return nil, err
-	}
-	// Say plainly that Redis cannot be reached, not what the sweep's
-	// first command made of it.
-	if err := store.Ping(ctx); err != nil {
-		_ = store.Close()
-		return nil, fmt.Errorf("redis: %w", err)
-	}
-	if _, err := store.Sweep(ctx); err != nil {
-		_ = store.Close()
-		return nil, err
-	}
-	return store, nil
+	return cn, store, nil
 }
 
 const deadListAbout = `Lists the dead letters of the queue, oldest last failure first: a table,
@@ -111,51 +107,55 @@ The last line, on standard output after the table or on standard error
 with --json, is
   listed=N replayed=R`
 
-func runDeadList(ctx context.Context, c *cli, args []string) int {
-	fs := newFlagSet(c, "dead list", "[flags]", deadListAbout)
-	var rf redisFlags
-	rf.register(fs, c.getenv)
+func runDeadList(ctx context.Context, c *cli, args []string) error {
+	fs := newFlags(c, "dead list", "[flags]", deadListAbout)
 	var ff filterFlags
-	ff.register(fs)
+	ff.register(fs.FlagSet)
 	asJSON := fs.Bool("json", false, "print one JSON object a line instead of a table")
-	if code, done := parseFlags(fs, args); done {
-		return code
-	}
-	if fs.NArg() > 0 {
-		c.errorf("dead list: takes no arguments, got %d", fs.NArg())
-		return exitUsage
+	if err := fs.parseNoArgs(args, "dead list"); err != nil {
+		return err
 	}
 	filter, err := ff.filter(time.Now())
 	if err != nil {
-		c.errorf("%v", err)
-		return exitUsage
+		return err
 	}
-	store, err := openDead(ctx, c, rf)
+	cn, store, err := openDead(ctx, c, fs, "dead list")
 	if err != nil {
-		c.errorf("dead list: %v", err)
-		return exitFailure
+		return err
 	}
-	defer store.Close()
+	defer cn.close()
+	listed, replayed, err := listDead(c, store.List(ctx, filter), *asJSON)
+	if err != nil {
+		return fmt.Errorf("dead list: %w", err)
+	}
+	summary := c.stdout
+	if *asJSON {
+		// Standard output stays pure JSON lines.
+		summary = c.stderr
+	}
+	fmt.Fprintf(summary, "listed=%d replayed=%d\n", listed, replayed)
+	return nil
+}
 
-	var listed, replayed int
+// listDead prints the records recs yields, as a table or JSON lines, and
+// counts them.
+func listDead(c *cli, recs iter.Seq2[deadletter.Record, error], asJSON bool) (listed, replayed int, err error) {
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	if !*asJSON {
+	if !asJSON {
 		fmt.Fprintln(tw, "OUT_REQUEST_NO\tCARD_ID\tOPENID\tREASON\tHTTP\tCODE\tATTEMPTS\tLAST_FAILURE\tSTATE\tMESSAGE")
 	}
-	for r, err := range store.List(ctx, filter) {
+	for r, err := range recs {
 		if err != nil {
 			_ = tw.Flush()
-			c.errorf("dead list: %v", err)
-			return exitFailure
+			return listed, replayed, err
 		}
 		listed++
 		if r.State == deadletter.StateReplayed {
 			replayed++
 		}
-		if *asJSON {
+		if asJSON {
 			if err := writeJSON(c.stdout, r); err != nil {
-				c.errorf("dead list: %v", err)
-				return exitFailure
+				return listed, replayed, err
 			}
 			continue
 		}
@@ -165,17 +165,7 @@ func runDeadList(ctx context.Context, c *cli, args []string) int {
 			cell(string(r.Reason)), cell(httpStatus(r.HTTPStatus)), cell(r.WeChatCode), r.Attempts,
 			r.LastFailedAt.Format(time.RFC3339), cell(string(r.State)), cell(truncate(r.Message, 60)))
 	}
-	if err := tw.Flush(); err != nil {
-		c.errorf("dead list: %v", err)
-		return exitFailure
-	}
-	summary := c.stdout
-	if *asJSON {
-		// Standard output stays pure JSON lines.
-		summary = c.stderr
-	}
-	fmt.Fprintf(summary, "listed=%d replayed=%d\n", listed, replayed)
-	return exitOK
+	return listed, replayed, tw.Flush()
 }
 
 const deadReplayAbout = `Puts dead letters back into the queue, each as a new task with a fresh
@@ -192,75 +182,76 @@ The last line on standard output is
 or, with --dry-run, which changes nothing,
   would replay=N skipped=M failed=K`
 
-func runDeadReplay(ctx context.Context, c *cli, args []string) int {
-	fs := newFlagSet(c, "dead replay", "[flags] (--all | --reason CODE | --card-id CARD | --since T | OUT_REQUEST_NO...)", deadReplayAbout)
-	var rf redisFlags
-	rf.register(fs, c.getenv)
-	var ff filterFlags
-	ff.register(fs)
-	var tf taskFlags
-	tf.register(fs)
-	all := fs.Bool("all", false, "replay every dead letter")
-	dryRun := fs.Bool("dry-run", false, "say what would be replayed, change nothing")
-	concurrency := fs.Int("concurrency", defaultConcurrency, "`number` of replays in flight at once")
+func runDeadReplay(ctx context.Context, c *cli, args []string) error {
 	rp := &deadReplay{c: c}
+	err := rp.main(ctx, args)
+	if errors.Is(err, errHelp) {
+		return err
+	}
 	// Every run that got past -h ends with the summary line, even one
 	// that replayed nothing: tools read it.
-	finish := func(code int, err error) int {
-		if err != nil {
-			c.errorf("%v", err)
-		}
-		format := "replayed=%d skipped=%d failed=%d\n"
-		if *dryRun {
-			format = "would replay=%d skipped=%d failed=%d\n"
-		}
-		fmt.Fprintf(c.stdout, format, rp.replayed, rp.skipped, rp.failed)
-		if code == exitOK && rp.failed > 0 {
-			code = exitFailure
-		}
-		return code
+	format := "replayed=%d skipped=%d failed=%d\n"
+	if rp.dryRun {
+		format = "would replay=%d skipped=%d failed=%d\n"
 	}
-	if code, done := parseFlags(fs, args); done {
-		if code == exitOK {
-			return code
-		}
-		return finish(code, nil)
+	fmt.Fprintf(c.stdout, format, rp.replayed, rp.skipped, rp.failed)
+	if err == nil && rp.failed > 0 {
+		return withCode(exitFailure, nil)
 	}
-	rp.dryRun = *dryRun
+	return err
+}
+
+// main parses the flags of dead replay and replays what they select.
+func (rp *deadReplay) main(ctx context.Context, args []string) error {
+	fs := newFlags(rp.c, "dead replay", "[flags] (--all | --reason CODE | --card-id CARD | --since T | OUT_REQUEST_NO...)", deadReplayAbout)
+	var ff filterFlags
+	ff.register(fs.FlagSet)
+	var tf taskFlags
+	tf.register(fs.FlagSet)
+	all := fs.Bool("all", false, "replay every dead letter")
+	fs.BoolVar(&rp.dryRun, "dry-run", false, "say what would be replayed, change nothing")
+	concurrency := fs.Int("concurrency", defaultConcurrency, "`number` of replays in flight at once")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
 	names := fs.Args()
 	switch {
 	case len(names) > 0 && (*all || ff.set()):
-		return finish(exitUsage, errors.New("dead replay: name out_request_nos or select with --all or filters, not both"))
+		return errors.New("dead replay: name out_request_nos or select with --all or filters, not both")
 	case len(names) == 0 && !*all && !ff.set():
-		return finish(exitUsage, errors.New("dead replay: say what to replay: out_request_nos, a filter (--reason, --card-id, --since) or --all"))
+		return errors.New("dead replay: say what to replay: out_request_nos, a filter (--reason, --card-id, --since) or --all")
 	case *concurrency < 1:
-		return finish(exitUsage, fmt.Errorf("--concurrency: must be at least 1, got %d", *concurrency))
+		return fmt.Errorf("--concurrency: must be at least 1, got %d", *concurrency)
 	}
 	filter, err := ff.filter(time.Now())
 	if err != nil {
-		return finish(exitUsage, err)
+		return err
 	}
-	if rp.opts, err = tf.options(rf.queue); err != nil {
-		return finish(exitUsage, err)
+	if rp.opts, err = tf.options(fs.redis.queue); err != nil {
+		return err
 	}
-	store, err := openDead(ctx, c, rf)
+	cn, store, err := openDead(ctx, rp.c, fs, "dead replay")
 	if err != nil {
-		return finish(exitFailure, fmt.Errorf("dead replay: %w", err))
+		return err
 	}
-	defer store.Close()
+	defer cn.close()
 	rp.store = store
+	recs := store.List(ctx, filter)
+	if len(names) > 0 {
+		recs = rp.named(ctx, names)
+	}
+	if err := rp.run(ctx, *concurrency, recs); err != nil {
+		return fmt.Errorf("dead replay: %w", err)
+	}
+	return nil
+}
 
-	err = rp.run(ctx, *concurrency, func(yield func(deadletter.Record, error) bool) {
-		if len(names) == 0 {
-			for r, err := range store.List(ctx, filter) {
-				if !yield(r, err) {
-					return
-				}
-			}
-			return
-		}
+// named yields the dead letters of the out_request_nos names; one without
+// a dead letter is counted as failed.
+func (rp *deadReplay) named(ctx context.Context, names []string) iter.Seq2[deadletter.Record, error] {
+	return func(yield func(deadletter.Record, error) bool) {
 		for _, no := range names {
-			r, err := store.Get(ctx, no)
+			r, err := rp.store.Get(ctx, no)
 			if errors.Is(err, deadletter.ErrNotFound) {
 				rp.failure(no, errors.New("no dead letter"))
 				continue
@@ -269,16 +260,12 @@ func runDeadReplay(ctx context.Context, c *cli, args []string) int {
 				return
 			}
 		}
-	})
-	if err != nil {
-		return finish(exitFailure, fmt.Errorf("dead replay: %w", err))
 	}
-	return finish(exitOK, nil)
 }
 
 // deadReplay is one run of `enqueue dead replay`: one goroutine reads the
-// records, a pool replays them (each replay is a few Redis round trips,
-// which a handful in flight hide).
+// records, a bounded pool replays them (each replay is a few Redis round
+// trips, which a handful in flight hide).
 type deadReplay struct {
 	store  *deadletter.Store
 	dryRun bool
@@ -293,19 +280,8 @@ type deadReplay struct {
 // run replays the records recs yields with n replays in flight, and
 // returns the first error that is not a record's own (Redis gone, Ctrl-C).
 func (rp *deadReplay) run(ctx context.Context, n int, recs iter.Seq2[deadletter.Record, error]) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	jobs := make(chan deadletter.Record, n)
-	var wg sync.WaitGroup
-	for range n {
-		wg.Go(func() {
-			for r := range jobs {
-				if err := rp.replay(ctx, r); err != nil {
-					cancel(err)
-				}
-			}
-		})
-	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(n)
 	// A replay that fails again at once is recorded anew, which moves it
 	// to the end of the list being read; once a run is enough.
 	seen := map[string]bool{}
@@ -315,23 +291,25 @@ func (rp *deadReplay) run(ctx context.Context, n int, recs iter.Seq2[deadletter.
 			readErr = err
 			break
 		}
+		if gctx.Err() != nil {
+			break
+		}
 		if seen[r.OutRequestNo] {
 			continue
 		}
 		seen[r.OutRequestNo] = true
-		select {
-		case jobs <- r:
-			continue
-		case <-ctx.Done():
-		}
-		break
+		g.Go(func() error { return rp.replay(gctx, r) })
 	}
-	close(jobs)
-	wg.Wait()
-	if readErr != nil {
+	err := g.Wait()
+	switch {
+	case readErr != nil:
 		return readErr
+	case ctx.Err() != nil:
+		// Interrupted: what the replays in flight made of it is beside
+		// the point.
+		return context.Cause(ctx)
 	}
-	return context.Cause(ctx)
+	return err
 }
 
 func (rp *deadReplay) replay(ctx context.Context, r deadletter.Record) error {
@@ -358,7 +336,7 @@ func (rp *deadReplay) failure(no string, err error) {
 	rp.mu.Lock()
 	defer rp.mu.Unlock()
 	rp.failed++
-	rp.c.errorf("dead replay: out_request_no=%s: %v", no, err)
+	rp.c.warnf("dead replay: out_request_no=%s: %v", no, err)
 }
 
 // cell is a table cell: "-" for nothing, and never a control character.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"sync"
 
 	"github.com/hibiken/asynq"
 )
@@ -12,42 +13,40 @@ import (
 // have said, without writing to Redis: a duplicate when its out_request_no
 // repeats an earlier row of the file or is a task ID already in the queue.
 //
-// Earlier rows are remembered per shard, as 64-bit hashes of their
-// out_request_no (about 40 bytes a row: a dry run of a million rows holds
-// some 40 MB, unlike a real run, whose memory stays flat because Redis is
-// the memory). Each shard's set is only touched by its own worker, which
-// sees a number's rows in file order.
+// Earlier rows are remembered as 64-bit hashes of their out_request_no
+// (about 40 bytes a row: a dry run of a million rows holds some 40 MB,
+// unlike a real run, whose memory stays flat because Redis is the memory).
+// The import checks a number's rows in file order (fileImport.start), so
+// the first of them is the one looked up in the queue.
 type dryRun struct {
 	insp  *asynq.Inspector
 	queue string
 	seed  maphash.Seed
-	seen  []map[uint64]struct{}
+
+	mu   sync.Mutex
+	seen map[uint64]struct{}
 }
 
-func newDryRun(connOpt asynq.RedisConnOpt, queue string, shards int) *dryRun {
-	d := &dryRun{insp: asynq.NewInspector(connOpt), queue: queue, seed: maphash.MakeSeed(), seen: make([]map[uint64]struct{}, shards)}
-	for i := range d.seen {
-		d.seen[i] = map[uint64]struct{}{}
-	}
-	return d
+func newDryRun(insp *asynq.Inspector, queue string) *dryRun {
+	return &dryRun{insp: insp, queue: queue, seed: maphash.MakeSeed(), seen: map[uint64]struct{}{}}
 }
 
-// duplicate says whether enqueueing outRequestNo from the given shard would
-// be a duplicate.
-func (d *dryRun) duplicate(shard int, outRequestNo string) (bool, error) {
+// duplicate says whether enqueueing outRequestNo would be a duplicate.
+func (d *dryRun) duplicate(outRequestNo string) (bool, error) {
 	h := maphash.String(d.seed, outRequestNo)
-	if _, ok := d.seen[shard][h]; ok {
+	d.mu.Lock()
+	_, repeated := d.seen[h]
+	d.seen[h] = struct{}{}
+	d.mu.Unlock()
+	if repeated {
 		return true, nil
 	}
-	d.seen[shard][h] = struct{}{}
 	_, err := d.insp.GetTaskInfo(d.queue, outRequestNo)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+	if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
 		return false, nil
 	}
-	return false, fmt.Errorf("look up task: %w", err)
+	if err != nil {
+		return false, fmt.Errorf("look up task: %w", err)
+	}
+	return true, nil
 }
-
-func (d *dryRun) close() { _ = d.insp.Close() }

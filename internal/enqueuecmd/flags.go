@@ -7,15 +7,22 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/tasks"
 )
 
-// newFlagSet returns the flag set of a subcommand. Parse errors and -h
-// print on standard error, as flag does, followed by the usage.
-func newFlagSet(c *cli, name, args, about string) *flag.FlagSet {
+// cmdFlags is the flag set of a subcommand, with the Redis flags every
+// subcommand takes.
+type cmdFlags struct {
+	*flag.FlagSet
+	redis redisFlags
+}
+
+// newFlags returns the flag set of a subcommand, the Redis flags
+// registered. Parse errors and -h print on standard error, as flag does,
+// followed by the usage.
+func newFlags(c *cli, name, args, about string) *cmdFlags {
 	fs := flag.NewFlagSet("enqueue "+name, flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
 	fs.Usage = func() {
@@ -23,20 +30,40 @@ func newFlagSet(c *cli, name, args, about string) *flag.FlagSet {
 		fs.PrintDefaults()
 		fmt.Fprint(c.stderr, envHelp, exitHelp)
 	}
-	return fs
+	f := &cmdFlags{FlagSet: fs}
+	f.redis.register(fs, c.getenv)
+	return f
 }
 
-// parseFlags parses args into fs. done is set when the command should stop
-// and exit with code: after -h (0) or a bad flag (1).
-func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
-	err := fs.Parse(args)
+// parse parses args. Its errors end the command, the flag set having said
+// why: errHelp after -h, errUsage after a bad flag.
+func (f *cmdFlags) parse(args []string) error {
+	err := f.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
-		return exitOK, true
+		return errHelp
 	case err != nil:
-		return exitUsage, true
+		return errUsage
 	}
-	return 0, false
+	return nil
+}
+
+// parseNoArgs parses args of a command that takes flags only; cmd names
+// it in the error about a stray argument, which is not echoed (it may well
+// be an openid).
+func (f *cmdFlags) parseNoArgs(args []string, cmd string) error {
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	return f.noArgs(cmd)
+}
+
+// noArgs is the error about stray positional arguments, named for cmd.
+func (f *cmdFlags) noArgs(cmd string) error {
+	if f.NArg() > 0 {
+		return fmt.Errorf("%s: takes no arguments, got %d", cmd, f.NArg())
+	}
+	return nil
 }
 
 // redisFlags say where tasks go: which Redis, which queue.
@@ -67,16 +94,6 @@ func (f *redisFlags) connOpt(getenv func(string) string) (asynq.RedisConnOpt, er
 		return nil, errors.New("REDIS_URL: not set (set it, or pass --redis-url)")
 	}
 	return redisconn.Parse(source, uri)
-}
-
-// client opens a Redis client where the flags (or REDIS_URL) point: the
-// one way every subcommand reaches Redis. Its errors never repeat the URL.
-func (f *redisFlags) client(getenv func(string) string) (redis.UniversalClient, error) {
-	connOpt, err := f.connOpt(getenv)
-	if err != nil {
-		return nil, err
-	}
-	return redisconn.Client(connOpt)
 }
 
 // taskFlags set the options of the tasks a command creates.

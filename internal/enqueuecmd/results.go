@@ -3,6 +3,7 @@ package enqueuecmd
 import (
 	"context"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -29,85 +30,74 @@ by default). No openid is ever in them: a member is its out_request_no.
 // exportHeader is the CSV header of export and follow.
 const exportHeader = "out_request_no,card_id,run,outcome,code,wechat_code,message,finished_at"
 
-func runResults(ctx context.Context, c *cli, args []string) int {
+func runResults(ctx context.Context, c *cli, args []string) error {
 	sub, args := takeWord(args, "export", "follow")
 	if sub == "" {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
 			fmt.Fprintf(c.stderr, "usage: enqueue results export|follow [flags]\n\n%s\n", resultsAbout)
-			return exitOK
+			return errHelp
 		}
-		c.errorf("results: want export or follow (enqueue results -h)")
-		return exitUsage
+		return errors.New("results: want export or follow (enqueue results -h)")
 	}
-	fs := newFlagSet(c, "results "+sub, "[flags]", resultsAbout)
-	var rf redisFlags
-	rf.register(fs, c.getenv)
+	fs := newFlags(c, "results "+sub, "[flags]", resultsAbout)
 	format := fs.String("format", "", "`format` of the lines: csv or jsonl (default csv for export, jsonl for follow)")
 	run := fs.String("run", "", "export only the outcomes of this run `ID`")
 	since := fs.String("since", "", "export only outcomes at or after this `time`: RFC3339, or a duration back from now (24h)")
 	group := fs.String("group", "", "consumer group `name` (follow; required)")
 	host, _ := os.Hostname()
 	consumer := fs.String("consumer", host, "consumer `name` within the group (follow); the same name after a restart gets back what was not acknowledged")
-	if code, done := parseFlags(fs, args); done {
-		return code
+	if err := fs.parse(args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
-		c.errorf("results %s: takes no arguments", sub)
-		return exitUsage
+		return fmt.Errorf("results %s: takes no arguments", sub)
 	}
 	if *format == "" {
 		*format = map[string]string{"export": "csv", "follow": "jsonl"}[sub]
 	}
 	if *format != "csv" && *format != "jsonl" {
-		c.errorf("--format: want csv or jsonl, got %q", *format)
-		return exitUsage
+		return fmt.Errorf("--format: want csv or jsonl, got %q", *format)
 	}
 	var f results.Filter
 	if *run != "" {
 		if err := results.ValidateRunID(*run); err != nil {
-			c.errorf("--%v", err)
-			return exitUsage
+			return fmt.Errorf("--%w", err)
 		}
 		f.Run = *run
 	}
 	if *since != "" {
 		t, err := parseSince(*since, time.Now())
 		if err != nil {
-			c.errorf("%v", err)
-			return exitUsage
+			return err
 		}
 		f.Since = t
 	}
 	if sub == "follow" && *group == "" {
-		c.errorf("results follow: --group is required")
-		return exitUsage
+		return errors.New("results follow: --group is required")
 	}
-	conn, err := openResults(ctx, c, rf)
+	cn, rs, err := fs.openResults(ctx, c)
 	if err != nil {
-		c.errorf("%v", err)
-		return exitFailure
+		return err
 	}
-	defer conn.close()
+	defer cn.close()
 	w := newEventWriter(c.stdout, *format)
 	if sub == "export" {
 		n := 0
-		err := conn.Export(ctx, f, func(e results.Event) error { n++; return w.write(e) })
+		err := rs.Export(ctx, f, func(e results.Event) error { n++; return w.write(e) })
 		if err == nil {
 			err = w.flush()
 		}
 		if err != nil {
-			c.errorf("%v", err)
-			return exitFailure
+			return err
 		}
 		fmt.Fprintf(c.stderr, "exported=%d\n", n)
-		return exitOK
+		return nil
 	}
-	follower, err := results.NewFollower(conn.rdb, rf.queue, *group, *consumer)
+	follower, err := results.NewFollower(cn.rdb, cn.queue, *group, *consumer)
 	if err != nil {
-		c.errorf("%v", err)
-		return exitUsage
+		return err
 	}
-	err = follower.Follow(ctx, func(_ context.Context, e results.Event) error {
+	return follower.Follow(ctx, func(_ context.Context, e results.Event) error {
 		// Written and flushed before the acknowledgement: a follower
 		// killed now writes it again on restart, never loses it.
 		if err := w.write(e); err != nil {
@@ -115,11 +105,6 @@ func runResults(ctx context.Context, c *cli, args []string) int {
 		}
 		return w.flush()
 	})
-	if err != nil {
-		c.errorf("%v", err)
-		return exitFailure
-	}
-	return exitOK
 }
 
 // takeWord removes from args the first of words that stands as an argument

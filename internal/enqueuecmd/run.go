@@ -1,11 +1,14 @@
 // Package enqueuecmd is the enqueue command: the producer and operator tool
 // that puts members into the import queue, one at a time, from a member
-// file, or through the HTTP intake it serves. cmd/enqueue only hands it the process's arguments, environment and
-// standard streams, so that tests can run it whole against a test Redis.
+// file, or through the HTTP intake it serves. cmd/enqueue only hands it the
+// process's arguments, environment and standard streams, so that tests can
+// run it whole against a test Redis.
 //
-// Each subcommand lives in a file of its own and registers in commands;
-// flags that several of them share (where Redis is, the task options) are
-// in flags.go.
+// Each subcommand lives in a file of its own and registers in commands.
+// It returns an error, which Run alone prints and turns into the exit
+// status (exit.go); flags that several of them share (where Redis is, the
+// task options) are in flags.go, and the one way they reach Redis in
+// conn.go.
 package enqueuecmd
 
 import (
@@ -20,21 +23,13 @@ import (
 	"github.com/cardimport/cardimport/internal/termsafe"
 )
 
-// Exit codes, as docs/contracts.md fixes them for `enqueue file`: 2 says a
-// member was refused as invalid while the valid ones were enqueued, so a usage
-// error, which enqueued nothing, is a failure (1) like any other.
-const (
-	exitOK      = 0
-	exitFailure = 1
-	exitInvalid = 2
-	exitUsage   = exitFailure
-)
-
 // command is one subcommand of enqueue.
 type command struct {
 	name    string
 	summary string
-	run     func(ctx context.Context, c *cli, args []string) int
+	// run runs the command; only Run turns its error into a status
+	// (exitCode) and prints it.
+	run func(ctx context.Context, c *cli, args []string) error
 }
 
 // commands are the subcommands, in the order usage lists them.
@@ -58,16 +53,6 @@ type cli struct {
 	stderr io.Writer
 }
 
-// errorf prints an error on standard error, "enqueue: " before each of
-// its lines. Errors quote what Redis, a file or a flag held (an
-// out_request_no, a dead letter's message), so each line goes through
-// termsafe.String: no control character reaches the terminal.
-func (c *cli) errorf(format string, args ...any) {
-	for _, line := range strings.Split(fmt.Sprintf(format, args...), "\n") {
-		fmt.Fprintf(c.stderr, "enqueue: %s\n", termsafe.String(line))
-	}
-}
-
 // writeJSON writes v as one JSON line. encoding/json escapes control
 // characters below U+0020 but leaves DEL, C1 controls and bidi overrides,
 // which termsafe.JSON escapes, so a record piped to a terminal is as safe
@@ -82,10 +67,11 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 // Run runs the enqueue command with args (without the program name) and
-// returns its exit code: 0 when all went well, 1 on a failure (Redis
-// unreachable, a file that cannot be read, Ctrl-C), 2 on a usage error or
-// when a member was refused as invalid. Configuration comes from getenv
-// (REDIS_URL, QUEUE), flags override it. Nothing it prints on stdout or
+// returns its exit code: 0 when all went well, 1 on a failure (a usage
+// error, Redis unreachable, a file that cannot be read, Ctrl-C), 2 when a
+// member was refused as invalid while the valid ones were enqueued, 3 when
+// the run waited for settled with members dead. Configuration comes from
+// getenv (REDIS_URL, QUEUE), flags override it. Nothing it prints on stdout or
 // stderr shows a member's openid, a secret from the environment, or a
 // control character taken from Redis or a file.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -104,11 +90,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	for _, cmd := range commands {
 		if cmd.name == args[0] {
-			return cmd.run(ctx, c, args[1:])
+			return c.exit(cmd.run(ctx, c, args[1:]))
 		}
 	}
-	c.errorf("unknown command %q (enqueue -h lists them)", args[0])
-	return exitUsage
+	return c.exit(fmt.Errorf("unknown command %q (enqueue -h lists them)", args[0]))
 }
 
 func (c *cli) usage() {

@@ -8,17 +8,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/cardimport/cardimport/internal/termsafe"
 	"github.com/cardimport/cardimport/results"
 )
-
-// exitDead is the status of `--wait` and `runs wait` when the run settled
-// with members dead: every member has an end, but some need an operator
-// (enqueue dead list, enqueue dead replay).
-const exitDead = 3
 
 const runsAbout = `Lists the runs of the queue, newest first (a table, or one JSON object a
 line with --json), or with a subcommand:
@@ -33,91 +27,54 @@ A run's counts: enqueued, duplicates, invalid, imported, already_member,
 dead, waiting; it settles once its producer has closed it and nothing is
 left waiting.`
 
-// resultsConn is the results store of a queue and the client under it.
-type resultsConn struct {
-	*results.Store
-	rdb redis.UniversalClient
-}
-
-func (r resultsConn) close() { _ = r.rdb.Close() }
-
-// openResults opens the results store of the flags' queue, after checking
-// that Redis answers.
-func openResults(ctx context.Context, c *cli, rf redisFlags) (resultsConn, error) {
-	rdb, err := rf.client(c.getenv)
-	if err != nil {
-		return resultsConn{}, err
-	}
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		_ = rdb.Close()
-		return resultsConn{}, fmt.Errorf("redis: %w", err)
-	}
-	rs, err := results.New(rdb, rf.queue)
-	if err != nil {
-		_ = rdb.Close()
-		return resultsConn{}, err
-	}
-	return resultsConn{Store: rs, rdb: rdb}, nil
-}
-
-func runRuns(ctx context.Context, c *cli, args []string) int {
-	fs := newFlagSet(c, "runs", "[show ID | wait ID] [flags]", runsAbout)
-	var rf redisFlags
-	rf.register(fs, c.getenv)
+func runRuns(ctx context.Context, c *cli, args []string) error {
+	fs := newFlags(c, "runs", "[show ID | wait ID] [flags]", runsAbout)
 	asJSON := fs.Bool("json", false, "print JSON, one object a line")
 	limit := fs.Int64("limit", 50, "`number` of runs to list at most")
 	sub, args := takeWord(args, "show", "wait")
-	if code, done := parseFlags(fs, args); done {
-		return code
+	if err := fs.parse(args); err != nil {
+		return err
 	}
 	id := ""
 	if sub != "" && fs.NArg() > 0 {
 		// Flags may follow the ID too.
 		id = fs.Arg(0)
-		if code, done := parseFlags(fs, fs.Args()[1:]); done {
-			return code
+		if err := fs.parse(fs.Args()[1:]); err != nil {
+			return err
 		}
 	}
 	switch {
 	case sub != "" && (id == "" || fs.NArg() > 0):
-		c.errorf("runs %s: want one run ID", sub)
-		return exitUsage
+		return fmt.Errorf("runs %s: want one run ID", sub)
 	case sub == "" && fs.NArg() > 0:
-		c.errorf("runs: unexpected argument (subcommands: show ID, wait ID)")
-		return exitUsage
+		return errors.New("runs: unexpected argument (subcommands: show ID, wait ID)")
 	}
 	if id != "" {
 		if err := results.ValidateRunID(id); err != nil {
-			c.errorf("%v", err)
-			return exitUsage
+			return err
 		}
 	}
-	conn, err := openResults(ctx, c, rf)
+	cn, rs, err := fs.openResults(ctx, c)
 	if err != nil {
-		c.errorf("%v", err)
-		return exitFailure
+		return err
 	}
-	defer conn.close()
-	rs := conn.Store
+	defer cn.close()
+	var runs []results.Run
 	switch sub {
 	case "show":
-		r, err := rs.Run(ctx, id)
-		if err != nil {
-			c.errorf("%v", err)
-			return exitFailure
-		}
-		printRuns(c.stdout, []results.Run{r}, *asJSON)
-		return exitOK
+		var r results.Run
+		r, err = rs.Run(ctx, id)
+		runs = []results.Run{r}
 	case "wait":
 		return waitRun(ctx, c, rs, id)
+	default:
+		runs, err = rs.Runs(ctx, *limit)
 	}
-	runs, err := rs.Runs(ctx, *limit)
 	if err != nil {
-		c.errorf("%v", err)
-		return exitFailure
+		return err
 	}
 	printRuns(c.stdout, runs, *asJSON)
-	return exitOK
+	return nil
 }
 
 func printRuns(w io.Writer, runs []results.Run, asJSON bool) {
@@ -146,17 +103,16 @@ func printRuns(w io.Writer, runs []results.Run, asJSON bool) {
 const waitPoll = 500 * time.Millisecond
 
 // waitRun follows run id until it settles and prints the outcome line.
-func waitRun(ctx context.Context, c *cli, rs *results.Store, id string) int {
+func waitRun(ctx context.Context, c *cli, rs *results.Store, id string) error {
 	r, err := followRun(ctx, c, rs, id)
 	if err != nil {
-		c.errorf("%v", err)
-		return exitFailure
+		return err
 	}
 	fmt.Fprintf(c.stdout, "imported=%d already_member=%d dead=%d\n", r.Imported, r.AlreadyMember, r.Dead)
 	if r.Dead > 0 {
-		return exitDead
+		return withCode(exitDead, nil)
 	}
-	return exitOK
+	return nil
 }
 
 // followRun polls run id until it settles: a progress bar on a terminal

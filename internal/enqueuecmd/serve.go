@@ -3,10 +3,8 @@ package enqueuecmd
 import (
 	"context"
 	"errors"
+	"fmt"
 
-	"github.com/hibiken/asynq"
-
-	"github.com/cardimport/cardimport/internal/deadletter"
 	"github.com/cardimport/cardimport/internal/httpserve"
 	"github.com/cardimport/cardimport/internal/intake"
 	"github.com/cardimport/cardimport/internal/logging"
@@ -36,12 +34,10 @@ INTAKE_ALLOWED_HOSTS, get 403: a page in a browser cannot enqueue members.
 Access logs are JSON lines on standard output, without bodies, openids or
 tokens. SIGINT or SIGTERM stops it after in-flight requests finish.`
 
-func runServe(ctx context.Context, c *cli, args []string) int {
-	fs := newFlagSet(c, "serve", "[flags]", serveAbout)
-	var rf redisFlags
-	rf.register(fs, c.getenv)
+func runServe(ctx context.Context, c *cli, args []string) error {
+	fs := newFlags(c, "serve", "[flags]", serveAbout)
 	var tf taskFlags
-	tf.register(fs)
+	tf.register(fs.FlagSet)
 	addr := fs.String("addr", intake.DefaultAddr, "`host:port` to listen on")
 	maxBody := fs.Int64("max-body-bytes", intake.DefaultMaxBodyBytes, "largest request body, in `bytes`")
 	maxMembers := fs.Int("max-members", intake.DefaultMaxMembers, "most members in one request")
@@ -49,12 +45,8 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	concurrency := fs.Int("concurrency", defaultConcurrency, "`number` of enqueues in flight per request")
 	shutdown := fs.Duration("shutdown-timeout", intake.DefaultShutdownTimeout, "time in-flight requests get to finish on SIGTERM")
 	logLevel := fs.String("log-level", "info", "`level` of the logs: debug, info, warn, error")
-	if code, done := parseFlags(fs, args); done {
-		return code
-	}
-	if fs.NArg() > 0 {
-		c.errorf("serve: takes no arguments, got %d", fs.NArg())
-		return exitUsage
+	if err := fs.parseNoArgs(args, "serve"); err != nil {
+		return err
 	}
 	for _, check := range []struct {
 		flag string
@@ -67,41 +59,33 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		{"--shutdown-timeout", *shutdown <= 0},
 	} {
 		if check.bad {
-			c.errorf("%s: must be positive", check.flag)
-			return exitUsage
+			return fmt.Errorf("%s: must be positive", check.flag)
 		}
 	}
-	opts, err := tf.options(rf.queue)
+	opts, err := tf.options(fs.redis.queue)
 	if err != nil {
-		c.errorf("%v", err)
-		return exitUsage
+		return err
 	}
 	log, err := logging.New(c.stdout, *logLevel)
 	if err != nil {
-		c.errorf("--log-level: %v", err)
-		return exitUsage
+		return fmt.Errorf("--log-level: %w", err)
 	}
 	allowedHosts, err := httpserve.ParseHosts("INTAKE_ALLOWED_HOSTS", c.getenv("INTAKE_ALLOWED_HOSTS"))
 	if err != nil {
-		c.errorf("%v", err)
-		return exitUsage
+		return err
 	}
-	rdb, err := rf.client(c.getenv)
+	cn, err := fs.connect(c)
 	if err != nil {
-		c.errorf("%v", err)
-		return exitFailure
+		return err
 	}
-	defer rdb.Close()
-	store, err := deadletter.NewFromRedisClient(rdb, rf.queue)
+	defer cn.close()
+	store, err := cn.dead()
 	if err != nil {
-		c.errorf("%v", err)
-		return exitFailure
+		return err
 	}
-	client := asynq.NewClientFromRedisClient(rdb)
-	producer, err := tasks.NewProducer(client, tasks.WithTaskOptions(opts...), tasks.WithConcurrency(*concurrency))
+	producer, err := cn.producer(tasks.WithTaskOptions(opts...), tasks.WithConcurrency(*concurrency))
 	if err != nil {
-		c.errorf("%v", err)
-		return exitUsage
+		return err
 	}
 	srv, err := intake.New(ctx, intake.Config{
 		Addr:            *addr,
@@ -115,23 +99,15 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		Store:           store,
 		Logger:          log,
 	})
-	if err != nil {
-		if errors.Is(err, intake.ErrNoToken) || errors.Is(err, intake.ErrShortToken) {
-			c.errorf("%v; refusing to listen on %s", err, *addr)
-		} else {
-			c.errorf("%v", err)
-		}
-		return exitFailure
+	if errors.Is(err, intake.ErrNoToken) || errors.Is(err, intake.ErrShortToken) {
+		return fmt.Errorf("%w; refusing to listen on %s", err, *addr)
+	} else if err != nil {
+		return err
 	}
 	// Say at once that Redis is unreachable, rather than at the first
 	// request; a Redis that goes away later shows in /healthz.
-	if err := producer.Ping(); err != nil {
-		c.errorf("redis: %v", err)
-		return exitFailure
+	if err := cn.ping(ctx); err != nil {
+		return err
 	}
-	if err := srv.ListenAndServe(ctx); err != nil {
-		c.errorf("%v", err)
-		return exitFailure
-	}
-	return exitOK
+	return srv.ListenAndServe(ctx)
 }

@@ -28,57 +28,55 @@ type statusReport struct {
 	Circuit *guard.State `json:"circuit,omitempty"`
 }
 
-func runStatus(ctx context.Context, c *cli, args []string) int {
-	fs := newFlagSet(c, "status", "[flags] OUT_REQUEST_NO", statusAbout)
-	var rf redisFlags
-	rf.register(fs, c.getenv)
+func runStatus(ctx context.Context, c *cli, args []string) error {
+	fs := newFlags(c, "status", "[flags] OUT_REQUEST_NO", statusAbout)
 	asJSON := fs.Bool("json", false, "print one JSON object instead of text")
-	if code, done := parseFlags(fs, args); done {
-		return code
+	if err := fs.parse(args); err != nil {
+		return err
 	}
 	if fs.NArg() != 1 {
-		c.errorf("status: want one OUT_REQUEST_NO, got %d arguments; flags go before it", fs.NArg())
-		return exitUsage
+		return fmt.Errorf("status: want one OUT_REQUEST_NO, got %d arguments; flags go before it", fs.NArg())
 	}
 	no := fs.Arg(0)
 	// The task, its dead letter and the circuit are read on one client.
-	rdb, err := rf.client(c.getenv)
+	cn, err := fs.connect(c)
 	if err != nil {
-		c.errorf("%v", err)
-		return exitFailure
+		return err
 	}
-	defer rdb.Close()
-	store, err := deadletter.NewFromRedisClient(rdb, rf.queue)
+	defer cn.close()
+	rep, err := readStatus(ctx, cn, no)
 	if err != nil {
-		c.errorf("status: %v", err)
-		return exitFailure
+		return fmt.Errorf("status: %w", err)
 	}
-	if err := store.Ping(ctx); err != nil {
-		c.errorf("status: redis: %v", err)
-		return exitFailure
-	}
-
-	st, err := store.Status(ctx, no)
-	rep := statusReport{Status: st}
-	if err != nil {
-		c.errorf("status: out_request_no=%s: %v", no, err)
-		return exitFailure
-	}
-	circuit, err := guard.ReadState(ctx, rdb, rf.queue)
-	if err != nil {
-		c.errorf("status: circuit: %v", err)
-		return exitFailure
-	}
-	rep.Circuit = &circuit
 	if *asJSON {
 		if err := writeJSON(c.stdout, rep); err != nil {
-			c.errorf("status: %v", err)
-			return exitFailure
+			return fmt.Errorf("status: %w", err)
 		}
-		return exitOK
+		return nil
 	}
 	rep.print(c)
-	return exitOK
+	return nil
+}
+
+// readStatus reads where the import of out_request_no no stands, and the
+// circuit.
+func readStatus(ctx context.Context, cn *conn, no string) (statusReport, error) {
+	store, err := cn.dead()
+	if err != nil {
+		return statusReport{}, err
+	}
+	if err := cn.ping(ctx); err != nil {
+		return statusReport{}, err
+	}
+	st, err := store.Status(ctx, no)
+	if err != nil {
+		return statusReport{}, fmt.Errorf("out_request_no=%s: %w", no, err)
+	}
+	circuit, err := guard.ReadState(ctx, cn.rdb, cn.queue)
+	if err != nil {
+		return statusReport{}, fmt.Errorf("circuit: %w", err)
+	}
+	return statusReport{Status: st, Circuit: &circuit}, nil
 }
 
 func (rep statusReport) print(c *cli) {

@@ -2,6 +2,7 @@ package enqueuecmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"text/tabwriter"
@@ -22,95 +23,105 @@ a subcommand:
 The last line of replay is
   replayed=N`
 
-func runWebhooks(ctx context.Context, c *cli, args []string) int {
+func runWebhooks(ctx context.Context, c *cli, args []string) error {
 	sub, args := takeWord(args, "dead", "replay")
-	fs := newFlagSet(c, "webhooks", "[dead | replay (--all | ID...)] [flags]", webhooksAbout)
-	var rf redisFlags
-	rf.register(fs, c.getenv)
+	fs := newFlags(c, "webhooks", "[dead | replay (--all | ID...)] [flags]", webhooksAbout)
 	all := fs.Bool("all", false, "replay every dead delivery")
-	if code, done := parseFlags(fs, args); done {
-		return code
+	if err := fs.parse(args); err != nil {
+		return err
 	}
-	connOpt, err := rf.connOpt(c.getenv)
+	cn, err := fs.connect(c)
 	if err != nil {
-		c.errorf("%v", err)
-		return exitFailure
+		return err
 	}
-	insp := asynq.NewInspector(connOpt)
-	defer insp.Close()
-	queue := webhook.QueueFor(rf.queue)
+	defer cn.close()
+	insp := cn.inspector()
+	queue := webhook.QueueFor(cn.queue)
 	// asynq's inspector does not wrap "no such queue" in ErrQueueNotFound
 	// for every call; a queue no delivery was ever made to is asked for
 	// by name first.
 	queues, err := insp.Queues()
 	if err != nil {
-		c.errorf("webhooks: redis: %v", err)
-		return exitFailure
+		return fmt.Errorf("webhooks: redis: %w", err)
 	}
 	known := slices.Contains(queues, queue)
 	switch sub {
 	case "":
 		if fs.NArg() > 0 {
-			c.errorf("webhooks: unexpected argument (subcommands: dead, replay)")
-			return exitUsage
+			return errors.New("webhooks: unexpected argument (subcommands: dead, replay)")
 		}
-		if !known {
-			fmt.Fprintln(c.stdout, "pending=0 retry=0 dead=0 delivered=0")
-			return exitOK
-		}
-		info, err := insp.GetQueueInfo(queue)
-		if err != nil {
-			c.errorf("webhooks: %v", err)
-			return exitFailure
-		}
-		fmt.Fprintf(c.stdout, "pending=%d retry=%d dead=%d delivered=%d\n", info.Pending+info.Active+info.Scheduled, info.Retry, info.Archived, info.Completed)
-		return exitOK
+		return webhookCounts(c, insp, queue, known)
 	case "dead":
-		tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "EVENT\tRETRIED\tLAST_FAILED\tLAST_ERROR")
-		n := 0
-		for page := 1; known; page++ {
-			infos, err := insp.ListArchivedTasks(queue, asynq.Page(page), asynq.PageSize(500))
-			if err != nil {
-				c.errorf("webhooks: %v", err)
-				return exitFailure
-			}
-			for _, ti := range infos {
-				n++
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", termsafe.String(ti.ID), ti.Retried, ti.LastFailedAt.UTC().Format("2006-01-02T15:04:05Z"), termsafe.String(truncate(ti.LastErr, 120)))
-			}
-			if len(infos) < 500 {
-				break
-			}
-		}
-		_ = tw.Flush()
-		fmt.Fprintf(c.stdout, "dead=%d\n", n)
-		return exitOK
+		return listDeadWebhooks(c, insp, queue, known)
 	}
-	// replay
+	switch {
+	case *all && fs.NArg() == 0:
+		return replayWebhooks(c, insp, queue, known, nil)
+	case !*all && fs.NArg() > 0:
+		return replayWebhooks(c, insp, queue, known, fs.Args())
+	}
+	return errors.New("webhooks replay: want --all or event IDs, not both")
+}
+
+// webhookCounts prints how many deliveries wait, are retried, are dead and
+// were delivered.
+func webhookCounts(c *cli, insp *asynq.Inspector, queue string, known bool) error {
+	if !known {
+		fmt.Fprintln(c.stdout, "pending=0 retry=0 dead=0 delivered=0")
+		return nil
+	}
+	info, err := insp.GetQueueInfo(queue)
+	if err != nil {
+		return fmt.Errorf("webhooks: %w", err)
+	}
+	fmt.Fprintf(c.stdout, "pending=%d retry=%d dead=%d delivered=%d\n", info.Pending+info.Active+info.Scheduled, info.Retry, info.Archived, info.Completed)
+	return nil
+}
+
+// listDeadWebhooks prints the table of dead deliveries and dead=N.
+func listDeadWebhooks(c *cli, insp *asynq.Inspector, queue string, known bool) error {
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "EVENT\tRETRIED\tLAST_FAILED\tLAST_ERROR")
+	n := 0
+	for page := 1; known; page++ {
+		infos, err := insp.ListArchivedTasks(queue, asynq.Page(page), asynq.PageSize(500))
+		if err != nil {
+			return fmt.Errorf("webhooks: %w", err)
+		}
+		for _, ti := range infos {
+			n++
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", termsafe.String(ti.ID), ti.Retried, ti.LastFailedAt.UTC().Format("2006-01-02T15:04:05Z"), termsafe.String(truncate(ti.LastErr, 120)))
+		}
+		if len(infos) < 500 {
+			break
+		}
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(c.stdout, "dead=%d\n", n)
+	return nil
+}
+
+// replayWebhooks puts the dead deliveries ids back, or every one for nil
+// ids, and prints replayed=N.
+func replayWebhooks(c *cli, insp *asynq.Inspector, queue string, known bool, ids []string) error {
 	replayed := 0
 	switch {
-	case *all && fs.NArg() == 0 && !known:
-	case *all && fs.NArg() == 0:
+	case ids == nil && !known:
+	case ids == nil:
 		n, err := insp.RunAllArchivedTasks(queue)
 		if err != nil {
-			c.errorf("webhooks replay: %v", err)
-			return exitFailure
+			return fmt.Errorf("webhooks replay: %w", err)
 		}
 		replayed = n
-	case !*all && fs.NArg() > 0:
-		for _, id := range fs.Args() {
+	default:
+		for _, id := range ids {
 			if err := insp.RunTask(queue, id); err != nil {
-				c.errorf("webhooks replay %s: %v", termsafe.String(id), err)
 				fmt.Fprintf(c.stdout, "replayed=%d\n", replayed)
-				return exitFailure
+				return fmt.Errorf("webhooks replay %s: %w", termsafe.String(id), err)
 			}
 			replayed++
 		}
-	default:
-		c.errorf("webhooks replay: want --all or event IDs, not both")
-		return exitUsage
 	}
 	fmt.Fprintf(c.stdout, "replayed=%d\n", replayed)
-	return exitOK
+	return nil
 }
