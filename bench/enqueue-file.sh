@@ -15,7 +15,16 @@ dir="$(mktemp -d /tmp/enqueue-bench.XXXXXX)"
 
 redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
 	--dir "$dir" --logfile "$dir/redis.log" --daemonize yes --pidfile "$dir/redis.pid"
-trap 'kill "$(cat "$dir/redis.pid")" 2>/dev/null || true; rm -rf "$dir"' EXIT
+# The server is gone, its port free, before the script exits: a run right
+# after this one starts its own on the same port.
+stop_redis() {
+	local pid
+	pid="$(cat "$dir/redis.pid" 2>/dev/null)" || { rm -rf "$dir"; return; }
+	kill "$pid" 2>/dev/null || true
+	for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	rm -rf "$dir"
+}
+trap stop_redis EXIT
 for _ in $(seq 1 50); do
 	redis-cli -p "$port" ping >/dev/null 2>&1 && break
 	sleep 0.1

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -22,11 +23,7 @@ var errInterrupted = errors.New("interrupted")
 // fileImport is one run of `enqueue file`.
 //
 // One goroutine reads the file, reports invalid rows in line order and
-// hands valid ones to the command's goroutine, which starts their enqueues
-// in a bounded pool. A row whose out_request_no is still being enqueued
-// for an earlier row waits for it, so that rows repeating a number are
-// enqueued in file order: the first is imported and the later ones are
-// its duplicates, whatever the timing.
+// hands valid ones to a fixed set of workers (runImport).
 type fileImport struct {
 	cn       *conn
 	producer *tasks.Producer
@@ -47,11 +44,6 @@ type fileImport struct {
 	enqueued   atomic.Int64
 	duplicates atomic.Int64
 
-	// inFlight holds, for each out_request_no being enqueued, a channel
-	// closed when the latest of its rows is done.
-	flightMu sync.Mutex
-	inFlight map[string]chan struct{}
-
 	// mu guards what follows, and serialises writes to stderr.
 	mu      sync.Mutex
 	stderr  io.Writer
@@ -63,14 +55,14 @@ type fileImport struct {
 }
 
 func newFileImport(fa *fileArgs, c *cli) *fileImport {
-	im := &fileImport{opts: fa.opts, workers: fa.concurrency, dryRun: fa.dryRun, stderr: c.stderr, inFlight: map[string]chan struct{}{}}
+	im := &fileImport{opts: fa.opts, workers: fa.concurrency, dryRun: fa.dryRun, stderr: c.stderr}
 	if !fa.dryRun {
 		im.run = fa.run
 	}
 	return im
 }
 
-// job is a valid row on its way to the pool.
+// job is a valid row on its way to a worker.
 type job struct {
 	line    int
 	payload tasks.Payload
@@ -198,45 +190,53 @@ func (im *fileImport) countRun(ctx context.Context) func() error {
 	}
 }
 
-// rowBuffer is how many rows the reader may read ahead of the pool.
-const rowBuffer = 1024
+// shardBuffer is how many rows may wait for each worker. A row goes to the
+// worker of its out_request_no, so without slack the reader would stall on
+// one busy worker while the others idle; 128 rows of ~200 bytes per worker
+// keep all of them fed, at a few hundred kilobytes whatever the file.
+const shardBuffer = 128
 
 // runImport enqueues the rows of r and returns the first failure, or
 // errInterrupted when ctx is cancelled first.
+//
+// Each row goes to the worker of its out_request_no (shardOf), one of
+// im.workers in an errgroup: rows repeating a number are enqueued one
+// after the other in file order, so the first is imported and the later
+// ones are its duplicates, whatever the timing, with no bookkeeping per
+// row.
 func (im *fileImport) runImport(ctx context.Context, r *memberfile.Reader) error {
 	// stopped ends, its cause the failure, at the first failure or on
 	// interruption: from then on no row is taken.
 	stopped, stop := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer stop(nil)
 	defer context.AfterFunc(ctx, func() { stop(errInterrupted) })()
-	var pool errgroup.Group
-	pool.SetLimit(im.workers)
-	// Rows wait in a buffer for the pool, so that the reader keeps ahead
-	// of it: a few hundred kilobytes whatever the file.
-	rows := make(chan job, rowBuffer)
-	readErr := make(chan error, 1)
-	// The reader is not waited for once the import stops: it may be
-	// blocked on a terminal or a pipe that never ends.
-	go func() {
-		defer close(rows)
-		readErr <- im.read(stopped, r, rows)
-	}()
-	for reading := true; reading; {
-		select {
-		case j, ok := <-rows:
-			if ok {
-				im.start(ctx, stopped, stop, &pool, j)
-				continue
-			}
-			if err := <-readErr; err != nil {
+
+	var workers errgroup.Group
+	shards := make([]chan job, im.workers)
+	for i := range shards {
+		shards[i] = make(chan job, shardBuffer)
+		workers.Go(func() error {
+			// A failure stops the import with its cause.
+			if err := im.work(ctx, stopped, shards[i]); err != nil {
 				stop(err)
 			}
-			reading = false
-		case <-stopped.Done():
-			reading = false
-		}
+			return nil
+		})
 	}
-	_ = pool.Wait() // failures stop the import with their cause
+	// The reader is not waited for once the import stops: it may be
+	// blocked on a terminal or a pipe that never ends. It closes the
+	// shards when it is done, which ends the workers once they drain them.
+	go func() {
+		defer func() {
+			for _, ch := range shards {
+				close(ch)
+			}
+		}()
+		if err := im.read(stopped, r, shards); err != nil {
+			stop(err)
+		}
+	}()
+	_ = workers.Wait()
 
 	im.mu.Lock()
 	defer im.mu.Unlock()
@@ -244,9 +244,9 @@ func (im *fileImport) runImport(ctx context.Context, r *memberfile.Reader) error
 	return context.Cause(stopped)
 }
 
-// read hands the file's valid rows over and reports the invalid ones,
-// until the end of the file, a read error, or stopped ends.
-func (im *fileImport) read(stopped context.Context, r *memberfile.Reader, rows chan<- job) error {
+// read hands the file's valid rows to the workers and reports the invalid
+// ones, until the end of the file, a read error, or stopped ends.
+func (im *fileImport) read(stopped context.Context, r *memberfile.Reader, shards []chan job) error {
 	for stopped.Err() == nil {
 		row, err := r.Next()
 		switch {
@@ -263,7 +263,7 @@ func (im *fileImport) read(stopped context.Context, r *memberfile.Reader, rows c
 			continue
 		}
 		select {
-		case rows <- job{line: row.Line, payload: row.Payload}:
+		case shards[shardOf(row.Payload.OutRequestNo, len(shards))] <- job{line: row.Line, payload: row.Payload}:
 		case <-stopped.Done():
 			return nil
 		}
@@ -271,42 +271,34 @@ func (im *fileImport) read(stopped context.Context, r *memberfile.Reader, rows c
 	return nil
 }
 
-// start enqueues j in the pool once the row before it with the same
-// out_request_no, if one is still in flight, is done. A failure stops the
-// import; after it, or after an interruption, rows not begun are left.
-func (im *fileImport) start(ctx, stopped context.Context, stop context.CancelCauseFunc, pool *errgroup.Group, j job) {
-	no := j.payload.OutRequestNo
-	done := make(chan struct{})
-	im.flightMu.Lock()
-	prev := im.inFlight[no]
-	im.inFlight[no] = done
-	im.flightMu.Unlock()
-	pool.Go(func() error {
-		defer im.landed(no, done)
-		if prev != nil {
-			<-prev
-		}
-		if stopped.Err() != nil {
+// work enqueues the rows of one shard until it is closed and drained, or
+// stopped ends; rows not begun by then are left. It returns the first
+// failure, naming its line.
+func (im *fileImport) work(ctx, stopped context.Context, jobs <-chan job) error {
+	// An enqueue once begun runs to its end even if ctx is cancelled, so
+	// that the summary counts exactly what reached Redis; each is one
+	// round trip, bounded by the Redis client's timeouts.
+	ctx = context.WithoutCancel(ctx)
+	for {
+		select {
+		case j, ok := <-jobs:
+			if !ok || stopped.Err() != nil {
+				return nil
+			}
+			if err := im.enqueue(ctx, j); err != nil {
+				return fmt.Errorf("line %d: %w", j.line, err)
+			}
+		case <-stopped.Done():
 			return nil
 		}
-		// An enqueue once begun runs to its end even if ctx is cancelled,
-		// so that the summary counts exactly what reached Redis; each is
-		// one round trip, bounded by the Redis client's timeouts.
-		if err := im.enqueue(context.WithoutCancel(ctx), j); err != nil {
-			stop(fmt.Errorf("line %d: %w", j.line, err))
-		}
-		return nil
-	})
+	}
 }
 
-// landed marks the row of no started with done as finished.
-func (im *fileImport) landed(no string, done chan struct{}) {
-	im.flightMu.Lock()
-	if im.inFlight[no] == done {
-		delete(im.inFlight, no)
-	}
-	im.flightMu.Unlock()
-	close(done)
+// shardOf picks the worker for an out_request_no (FNV-1a).
+func shardOf(outRequestNo string, n int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(outRequestNo))
+	return int(h.Sum32() % uint32(n))
 }
 
 // enqueue enqueues one row, or in a dry run checks it, and counts it.
