@@ -58,7 +58,7 @@ func encode(t *testing.T, p tasks.Payload) []byte {
 // refused is the record of p refused by WeChat with code at time at.
 func refused(t *testing.T, p tasks.Payload, status int, code string, at time.Time) deadletter.Record {
 	t.Helper()
-	err := fmt.Errorf("import refused: %w: %w", &wechatpay.Error{Kind: wechatpay.KindPermanent, StatusCode: status, Code: code, Message: "refused " + code, RequestID: "req-" + p.OutRequestNo}, asynq.SkipRetry)
+	err := importer.Refused(&wechatpay.Error{Kind: wechatpay.KindPermanent, StatusCode: status, Code: code, Message: "refused " + code, RequestID: "req-" + p.OutRequestNo})
 	return deadletter.FromFailure(p.OutRequestNo, encode(t, p), 1, err, at)
 }
 
@@ -104,7 +104,7 @@ func TestRecordUpsert(t *testing.T) {
 	// A later failure of the same number: first failure kept, attempts
 	// added, the rest is the latest failure's.
 	later := first.Add(time.Hour)
-	transient := fmt.Errorf("import: retries exhausted: %w: %w", &wechatpay.Error{Kind: wechatpay.KindTransient, StatusCode: 500, Code: "SYSTEM_ERROR", Message: "busy"}, asynq.SkipRetry)
+	transient := importer.Exhausted(&wechatpay.Error{Kind: wechatpay.KindTransient, StatusCode: 500, Code: "SYSTEM_ERROR", Message: "busy"})
 	require.NoError(t, b.store.Record(b.ctx, deadletter.FromFailure(p.OutRequestNo, encode(t, p), 21, transient, later)))
 	got, err = b.store.Get(b.ctx, p.OutRequestNo)
 	require.NoError(t, err)
@@ -228,13 +228,13 @@ func TestFromArchived(t *testing.T) {
 		{
 			name:    "refusal",
 			lastErr: "import refused: whatever the text says",
-			result:  fmt.Errorf("import refused: %w: %w", refused, asynq.SkipRetry),
+			result:  importer.Refused(refused),
 			want:    deadletter.Record{Reason: deadletter.ReasonPermanent, HTTPStatus: 403, WeChatCode: "NO_AUTH", Message: "商户无权限", RequestID: "08F1-42"},
 		},
 		{
 			name:    "retries exhausted",
 			lastErr: "import: retries exhausted: whatever the text says",
-			result:  fmt.Errorf("import: retries exhausted: %w: %w", exhausted, asynq.SkipRetry),
+			result:  importer.Exhausted(exhausted),
 			want:    deadletter.Record{Reason: deadletter.ReasonRetriesExhausted, HTTPStatus: 500, WeChatCode: "SYSTEM_ERROR", Message: "系统错误"},
 		},
 		{

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/deadletter"
+	"github.com/cardimport/cardimport/internal/importer"
 	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay"
 	"github.com/cardimport/cardimport/tasks"
@@ -43,7 +44,7 @@ func fillDeadLetters(b *testing.B, r *testkit.Redis, queue string, n int) {
 			require.NoError(b, err)
 			require.NoError(b, insp.ArchiveTask(queue, p.OutRequestNo))
 		}
-		rec := deadletter.FromFailure(p.OutRequestNo, task.Payload(), 1, fmt.Errorf("import refused: %w: %w", refusal, asynq.SkipRetry), time.Now())
+		rec := deadletter.FromFailure(p.OutRequestNo, task.Payload(), 1, importer.Refused(refusal), time.Now())
 		require.NoError(b, s.Record(ctx, rec))
 	}
 }

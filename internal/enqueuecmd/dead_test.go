@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/deadletter"
+	"github.com/cardimport/cardimport/internal/importer"
 	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay"
 	"github.com/cardimport/cardimport/tasks"
@@ -55,7 +56,7 @@ func (b *testBundle) refuse(t *testing.T, s *deadletter.Store, p tasks.Payload, 
 	require.NoError(t, err)
 	require.NoError(t, b.insp.ArchiveTask(b.queue, p.OutRequestNo))
 	werr := &wechatpay.Error{Kind: wechatpay.KindPermanent, StatusCode: status, Code: code, Message: "refused, " + code, RequestID: "08F1-" + p.OutRequestNo[20:]}
-	err = fmt.Errorf("import refused: %w: %w", werr, asynq.SkipRetry)
+	err = importer.Refused(werr)
 	require.NoError(t, s.Record(testkit.Context(t), deadletter.FromFailure(p.OutRequestNo, task.Payload(), 1, err, at)))
 }
 
@@ -246,7 +247,7 @@ func TestDeadReplayRefusesWhatWeChatWouldNot(t *testing.T) {
 	b := setup(t)
 	s := b.store(t)
 	bad := deadletter.FromFailure("1900000001-20261128-000001", []byte(`{"card_id":"..","openid":"`+rawOpenID+`1","out_request_no":"1900000001-20261128-000001"}`), 1,
-		fmt.Errorf("import refused: %w: %w", &wechatpay.Error{Kind: wechatpay.KindPermanent, StatusCode: 404, Code: "NOT_FOUND"}, asynq.SkipRetry), time.Now())
+		importer.Refused(&wechatpay.Error{Kind: wechatpay.KindPermanent, StatusCode: 404, Code: "NOT_FOUND"}), time.Now())
 	require.NoError(t, s.Record(testkit.Context(t), bad))
 	got := b.dead(t, "replay", "--all")
 	require.Equal(t, 1, got.code)

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardimport/cardimport/internal/deadletter"
+	"github.com/cardimport/cardimport/internal/importer"
 	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay"
 )
@@ -33,7 +34,7 @@ func TestOutputEscapesControlCharacters(t *testing.T) {
 	payload, err := json.Marshal(map[string]string{"card_id": "p" + hostile, "openid": rawOpenID + "00001", "out_request_no": no})
 	require.NoError(t, err)
 	werr := &wechatpay.Error{Kind: wechatpay.KindPermanent, StatusCode: 400, Code: "INVALID\x1b[2J", Message: "卡券" + hostile, RequestID: "08F1\x1b[0m"}
-	rec := deadletter.FromFailure(no, payload, 1, fmt.Errorf("import refused: %w: %w", werr, asynq.SkipRetry), time.Now())
+	rec := deadletter.FromFailure(no, payload, 1, importer.Refused(werr), time.Now())
 	require.NoError(t, s.Record(testkit.Context(t), rec))
 	// A dead letter whose out_request_no itself is hostile, named in an
 	// error when its payload cannot be replayed.

@@ -247,7 +247,7 @@ func (h *Handler) attempt(ctx context.Context, req wechatpay.ImportRequest) (set
 func decide(ctx context.Context, kind wechatpay.Kind, err error) (zerolog.Level, string, error) {
 	switch kind {
 	case wechatpay.KindPermanent:
-		return zerolog.WarnLevel, "import refused", fmt.Errorf("import refused: %w: %w", err, asynq.SkipRetry)
+		return zerolog.WarnLevel, "import refused", Refused(err)
 	case wechatpay.KindSystemic:
 		// Every task fails the same way until an operator acts: loud, with
 		// the hint in the error, and no retry spent (IsFailure).
@@ -256,9 +256,21 @@ func decide(ctx context.Context, kind wechatpay.Kind, err error) (zerolog.Level,
 		return zerolog.WarnLevel, "import rate limited, will retry", fmt.Errorf("import: %w", err)
 	}
 	if budgetSpent(ctx) {
-		return zerolog.ErrorLevel, "import failed, retries exhausted", fmt.Errorf("import: retries exhausted: %w: %w", err, asynq.SkipRetry)
+		return zerolog.ErrorLevel, "import failed, retries exhausted", Exhausted(err)
 	}
 	return zerolog.WarnLevel, "import failed, will retry", fmt.Errorf("import: %w", err)
+}
+
+// Refused is the error the handler gives asynq for an import WeChat refused
+// for good: asynq archives the task at once. Its text is for people (the
+// task's last error); what the member's outcome is, readers take from the
+// task's result or, failing that, from the typed error it wraps.
+func Refused(err error) error { return fmt.Errorf("import refused: %w: %w", err, asynq.SkipRetry) }
+
+// Exhausted is the error the handler gives asynq for a transient fault that
+// outlasted the retry budget: asynq archives the task at once.
+func Exhausted(err error) error {
+	return fmt.Errorf("import: retries exhausted: %w: %w", err, asynq.SkipRetry)
 }
 
 // writeResult settles r, the result of an import; when Redis does not take
