@@ -5,7 +5,7 @@
 # times, once each (-benchtime 1x), into the file named by $out, which is
 # removed on exit. On a failure it prints the whole output and exits 1.
 deployment_bench() {
-	out="$(mktemp "/tmp/${1,,}-bench.XXXXXX")"
+	out="$(mktemp "/tmp/deployment-bench.XXXXXX")"
 	trap 'rm -f "$out"' EXIT
 	go test -count="$2" -run '^$' -bench "$1" -benchtime 1x -timeout 30m \
 		./bench/deployment >"$out" 2>&1 || { cat "$out"; exit 1; }

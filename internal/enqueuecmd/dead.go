@@ -189,7 +189,8 @@ func runDeadReplay(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	// Every run that got past -h ends with the summary line, even one
-	// that replayed nothing: tools read it.
+	// that replayed nothing: tools read it. The error goes out before it.
+	err = c.report(err)
 	format := "replayed=%d skipped=%d failed=%d\n"
 	if rp.dryRun {
 		format = "would replay=%d skipped=%d failed=%d\n"

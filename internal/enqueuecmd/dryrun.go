@@ -16,8 +16,9 @@ import (
 // Earlier rows are remembered as 64-bit hashes of their out_request_no
 // (about 40 bytes a row: a dry run of a million rows holds some 40 MB,
 // unlike a real run, whose memory stays flat because Redis is the memory).
-// The import checks a number's rows in file order (fileImport.start), so
-// the first of them is the one looked up in the queue.
+// A number's rows all go to one worker (fileImport.runImport), which checks
+// them in file order, so the first of them is the one looked up in the
+// queue.
 type dryRun struct {
 	insp  *asynq.Inspector
 	queue string

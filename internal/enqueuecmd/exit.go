@@ -77,6 +77,16 @@ func (c *cli) exit(err error) int {
 	return code
 }
 
+// report prints err now, if it has something to say, and returns what ends
+// the command with err's status saying nothing more: for a command whose
+// summary line is to come after its error, as the last line of its output.
+func (c *cli) report(err error) error {
+	if err == nil {
+		return nil
+	}
+	return withCode(c.exit(err), nil)
+}
+
 // warnf prints a message on standard error, "enqueue: " before each of its
 // lines: a command's error (through exit), or a warning that does not end
 // it. Messages quote what Redis, a file or a flag held (an out_request_no,

@@ -67,6 +67,8 @@ func runFile(ctx context.Context, c *cli, args []string) error {
 		}
 	}
 	im.progress.finish()
+	// The error goes out before the summary, which stays the last line.
+	err = c.report(err)
 	enqueued, duplicates, invalid := im.counts()
 	if im.dryRun {
 		fmt.Fprintln(c.stdout, "dry run: nothing was enqueued; enqueued= counts the rows that would be")

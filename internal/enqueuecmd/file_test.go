@@ -1,6 +1,7 @@
 package enqueuecmd
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -328,5 +329,26 @@ func TestFileRedisLostMidway(t *testing.T) {
 		require.NotContains(t, got.stderr, "oUser0000000002")
 	case <-time.After(20 * time.Second):
 		t.Fatal("the command did not stop when Redis went away")
+	}
+}
+
+// TestFileSummaryIsTheLastLine: with standard output and standard error in
+// one log (cron, 2>&1), a failed file run still ends with its summary, the
+// error above it; so does dead replay.
+func TestFileSummaryIsTheLastLine(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"REDIS_URL": unreachableRedis}
+	for _, args := range [][]string{
+		{"file", "--queue", "unused", "--concurrency", "0", "-"},
+		{"file", "--queue", "unused", "-"},
+		{"dead", "replay", "--queue", "unused", "--all"},
+	} {
+		var log bytes.Buffer
+		code := Run(testkit.Context(t), args, func(k string) string { return env[k] }, strings.NewReader(header), &log, &log)
+		require.Equal(t, 1, code, args)
+		lines := strings.Split(strings.TrimSuffix(log.String(), "\n"), "\n")
+		require.GreaterOrEqual(t, len(lines), 2, log.String())
+		require.True(t, strings.HasPrefix(lines[len(lines)-2], "enqueue: "), "%v: %q", args, log.String())
+		require.Regexp(t, `^(enqueued|replayed)=0 `, lines[len(lines)-1], "%v: %q", args, log.String())
 	}
 }

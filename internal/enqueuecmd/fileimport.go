@@ -205,23 +205,18 @@ const shardBuffer = 128
 // ones are its duplicates, whatever the timing, with no bookkeeping per
 // row.
 func (im *fileImport) runImport(ctx context.Context, r *memberfile.Reader) error {
-	// stopped ends, its cause the failure, at the first failure or on
-	// interruption: from then on no row is taken.
+	// stopped ends, its cause the failure, on a read error or an
+	// interruption; running ends with it or at a worker's failure. From
+	// then on no row is taken.
 	stopped, stop := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer stop(nil)
 	defer context.AfterFunc(ctx, func() { stop(errInterrupted) })()
+	workers, running := errgroup.WithContext(stopped)
 
-	var workers errgroup.Group
 	shards := make([]chan job, im.workers)
 	for i := range shards {
 		shards[i] = make(chan job, shardBuffer)
-		workers.Go(func() error {
-			// A failure stops the import with its cause.
-			if err := im.work(ctx, stopped, shards[i]); err != nil {
-				stop(err)
-			}
-			return nil
-		})
+		workers.Go(func() error { return im.work(ctx, running, shards[i]) })
 	}
 	// The reader is not waited for once the import stops: it may be
 	// blocked on a terminal or a pipe that never ends. It closes the
@@ -232,11 +227,13 @@ func (im *fileImport) runImport(ctx context.Context, r *memberfile.Reader) error
 				close(ch)
 			}
 		}()
-		if err := im.read(stopped, r, shards); err != nil {
+		if err := im.read(running, r, shards); err != nil {
 			stop(err)
 		}
 	}()
-	_ = workers.Wait()
+	if err := workers.Wait(); err != nil {
+		stop(err)
+	}
 
 	im.mu.Lock()
 	defer im.mu.Unlock()
@@ -245,16 +242,16 @@ func (im *fileImport) runImport(ctx context.Context, r *memberfile.Reader) error
 }
 
 // read hands the file's valid rows to the workers and reports the invalid
-// ones, until the end of the file, a read error, or stopped ends.
-func (im *fileImport) read(stopped context.Context, r *memberfile.Reader, shards []chan job) error {
-	for stopped.Err() == nil {
+// ones, until the end of the file, a read error, or running ends.
+func (im *fileImport) read(running context.Context, r *memberfile.Reader, shards []chan job) error {
+	for running.Err() == nil {
 		row, err := r.Next()
 		switch {
 		case err == io.EOF:
 			return nil
 		case err != nil:
 			return err
-		case stopped.Err() != nil:
+		case running.Err() != nil:
 			return nil
 		}
 		im.progress.row()
@@ -264,7 +261,7 @@ func (im *fileImport) read(stopped context.Context, r *memberfile.Reader, shards
 		}
 		select {
 		case shards[shardOf(row.Payload.OutRequestNo, len(shards))] <- job{line: row.Line, payload: row.Payload}:
-		case <-stopped.Done():
+		case <-running.Done():
 			return nil
 		}
 	}
@@ -272,9 +269,9 @@ func (im *fileImport) read(stopped context.Context, r *memberfile.Reader, shards
 }
 
 // work enqueues the rows of one shard until it is closed and drained, or
-// stopped ends; rows not begun by then are left. It returns the first
+// running ends; rows not begun by then are left. It returns the first
 // failure, naming its line.
-func (im *fileImport) work(ctx, stopped context.Context, jobs <-chan job) error {
+func (im *fileImport) work(ctx, running context.Context, jobs <-chan job) error {
 	// An enqueue once begun runs to its end even if ctx is cancelled, so
 	// that the summary counts exactly what reached Redis; each is one
 	// round trip, bounded by the Redis client's timeouts.
@@ -282,13 +279,13 @@ func (im *fileImport) work(ctx, stopped context.Context, jobs <-chan job) error 
 	for {
 		select {
 		case j, ok := <-jobs:
-			if !ok || stopped.Err() != nil {
+			if !ok || running.Err() != nil {
 				return nil
 			}
 			if err := im.enqueue(ctx, j); err != nil {
 				return fmt.Errorf("line %d: %w", j.line, err)
 			}
-		case <-stopped.Done():
+		case <-running.Done():
 			return nil
 		}
 	}
