@@ -11,7 +11,9 @@
 #   - Export's rows a second over 100,000 and 1,000,000 outcomes, the bytes
 #     and allocations a row costs and the exporter's peak Go heap (the same
 #     at both sizes: memory flat), next to the floor of reading the stream
-#     alone and to writing the rows as CSV (MB/s, against a disk's speed).
+#     alone and to writing the rows as CSV (MB/s, against a disk's speed);
+#   - what the Runs page reads to group a run's 100 refusals among those
+#     outcomes: the run's index of its dead members against the stream.
 # A million outcomes take about 150 MB in Redis while the benchmark runs.
 # Usage: REDIS_URL=redis://127.0.0.1:6379/0 bench/results.sh [sizes, default "100000 1000000"]
 set -euo pipefail
@@ -25,6 +27,7 @@ go test -count=1 -run '^$' -bench 'Settle|RunMemory' -timeout 30m ./results | te
 for n in $sizes; do
 	echo "outcomes $n" >>"$out"
 	BENCH_OUTCOMES="$n" go test -count=1 -run '^$' -bench 'Export' -benchtime 1x -timeout 30m ./results | tee -a "$out"
+	BENCH_OUTCOMES="$n" go test -count=1 -run '^$' -bench 'RunRefusals' -benchtime 3x -timeout 30m ./results | tee -a "$out"
 done
 
 # The figures, each named.
@@ -46,6 +49,14 @@ function figures() { delete v; for (i = 3; i < NF; i += 2) v[$(i + 1)] = $i }
 /^BenchmarkExport\/events/ {
 	figures()
 	printf "  Export             %8.0f rows/s  %6.0f B/row  %5.1f allocs/row  peak heap %.1f MiB\n", v["rows/s"], v["B/row"], v["allocs/row"], v["peak_heap_MiB"]
+}
+/^BenchmarkRunRefusals\/index/ {
+	figures()
+	printf "  a run'"'"'s 100 refusals from its index   %8.1f ms  (%.0f B in Redis a dead member)\n", v["ms/page"], v["index_B/dead"]
+}
+/^BenchmarkRunRefusals\/stream/ {
+	figures()
+	printf "  the same from the stream           %8.1f ms\n", v["ms/page"]
 }
 /^BenchmarkExport\/csv/ {
 	figures()

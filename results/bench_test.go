@@ -364,3 +364,69 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 	w.n += int64(len(p))
 	return len(p), nil
 }
+
+// BenchmarkRunRefusals: what the Runs page reads to group one run's
+// refusals, a run of 2,000 members with 100 dead whose outcomes came among
+// BENCH_OUTCOMES of other runs' (100,000 by default): "index" reads the
+// run's index of its dead members (DeadOf, what the page does), "stream"
+// the queue's outcomes from the run's start on (Export, what it did before
+// the index, and still does for a run settled before it). index_B/dead is
+// the Redis memory the index takes for each dead member.
+func BenchmarkRunRefusals(b *testing.B) {
+	n := benchOutcomes(b)
+	_, rdb, q := benchRedis(b)
+	s, err := results.New(rdb, q)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	const run, members, dead = "refusals-bench", 2000, 100
+	if err := s.StartRun(ctx, run); err != nil {
+		b.Fatal(err)
+	}
+	started := time.Now().Add(-time.Second)
+	fillOutcomes(b, rdb, s, n)
+	for i := range members {
+		e := benchEvent(n + i)
+		e.Run, e.Outcome, e.Code = run, results.OutcomeImported, fmt.Sprintf("88%010d", n+i)
+		if i%(members/dead) == 0 {
+			e = benchEvent(0) // dead, with WeChat's refusal
+			e.OutRequestNo, e.Run = benchOutRequestNo(n+i), run
+		}
+		if err := settleBench(ctx, s, e); err != nil {
+			b.Fatal(err)
+		}
+	}
+	count := func(b *testing.B, read func(fn func(results.Event) error) error) {
+		for b.Loop() {
+			got := 0
+			if err := read(func(e results.Event) error {
+				if e.Outcome == results.OutcomeDead {
+					got++
+				}
+				return nil
+			}); err != nil {
+				b.Fatal(err)
+			}
+			if got != dead {
+				b.Fatalf("%d dead, want %d", got, dead)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/page")
+	}
+	b.Run("index", func(b *testing.B) {
+		count(b, func(fn func(results.Event) error) error {
+			indexed, err := s.DeadOf(ctx, run, fn)
+			if err == nil && !indexed {
+				err = fmt.Errorf("no index")
+			}
+			return err
+		})
+		b.ReportMetric(memoryUsage(b, rdb, "cardimport:{"+q+"}:run-dead:"+run)/dead, "index_B/dead")
+	})
+	b.Run("stream", func(b *testing.B) {
+		count(b, func(fn func(results.Event) error) error {
+			return s.Export(ctx, results.Filter{Run: run, Since: started}, fn)
+		})
+	})
+}

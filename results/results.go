@@ -122,13 +122,14 @@ type keys struct {
 	deadEvents string // hash: out_request_no → ID of its dead event, while dead
 	runs       string // zset: run IDs by start time
 	runPrefix  string // hash per run: its counts
+	runDead    string // hash per run: out_request_no → ID of its dead event
 	runEvents  string // stream: each run's settlement
 }
 
 func newKeys(queue string) keys {
 	p := "cardimport:{" + queue + "}:"
 	return keys{stream: p + "results", superseded: p + "results:superseded", deadEvents: p + "results:dead",
-		runs: p + "runs", runPrefix: p + "run:", runEvents: p + "runs:settled"}
+		runs: p + "runs", runPrefix: p + "run:", runDead: p + "run-dead:", runEvents: p + "runs:settled"}
 }
 
 // RunEventsKey is the Redis Stream of queue's run settlements: one entry

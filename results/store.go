@@ -85,7 +85,7 @@ func (s *Store) Settle(ctx context.Context, k SettleKeys, st Settlement) (string
 	// and an empty key name would not.
 	args := append([]any{string(st.Result), e.Outcome, e.OutRequestNo, e.Run, s.retention.Milliseconds()}, e.fields()...)
 	id, err := settleScript.Run(ctx, s.rdb,
-		[]string{k.Task, k.DeadRecord, k.DeadIndex, s.keys.runPrefix + e.Run, s.keys.stream, s.keys.deadEvents, s.keys.superseded, s.keys.runEvents},
+		[]string{k.Task, k.DeadRecord, k.DeadIndex, s.keys.runPrefix + e.Run, s.keys.stream, s.keys.deadEvents, s.keys.superseded, s.keys.runEvents, s.keys.runDead + e.Run},
 		args...).Text()
 	if err != nil {
 		return "", fmt.Errorf("results: settle: %w", err)
@@ -117,8 +117,9 @@ end
 `
 
 // settleScript: KEYS task hash, dead-letter record, dead-letter index, run
-// hash (” for none), stream, dead events, superseded. ARGV result JSON,
-// outcome, out_request_no, run id, retention ms, then the event's fields.
+// hash (” for none), stream, dead events, superseded, run events, the
+// run's dead members. ARGV result JSON, outcome, out_request_no, run id,
+// retention ms, then the event's fields.
 var settleScript = redis.NewScript(nowMillis + settledCheck + `
 local success = ARGV[2] ~= 'dead'
 local prev = redis.call('HGET', KEYS[1], 'result')
@@ -148,6 +149,12 @@ else
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - retention)
 if ARGV[4] ~= '' then
+  if success then
+    redis.call('HDEL', KEYS[9], ARGV[3])
+  else
+    redis.call('HSET', KEYS[9], ARGV[3], id)
+    redis.call('PEXPIRE', KEYS[9], retention)
+  end
   if wasDead then redis.call('HINCRBY', KEYS[4], 'dead', -1) end
   redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
   redis.call('HSET', KEYS[4], 'updated_at', now)

@@ -207,3 +207,52 @@ func TestRunIDs(t *testing.T) {
 		require.ErrorIs(t, results.ValidateRunID(id), results.ErrInvalidRunID, "%q", id)
 	}
 }
+
+// TestDeadOf: a run's dead members come from the run's own index, oldest
+// first, without those imported since (a replay) or dead again in a later
+// run; a run none of whose members is dead has no index.
+func TestDeadOf(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	runA, runB := "night-a", "night-b"
+	dead := func(run string) []string {
+		t.Helper()
+		var nos []string
+		ok, err := b.store.DeadOf(ctx, run, func(e results.Event) error {
+			require.Equal(t, results.OutcomeDead, e.Outcome)
+			require.Equal(t, run, e.Run)
+			nos = append(nos, e.OutRequestNo)
+			return nil
+		})
+		require.NoError(t, err)
+		require.Equal(t, nos != nil, ok, "an index exactly when some member is dead")
+		return nos
+	}
+	for i := range 5 {
+		b.settle(t, fmt.Sprintf("no-%d", i), runA, results.OutcomeDead, "")
+	}
+	b.settle(t, "no-imported", runA, results.OutcomeImported, "111111111111")
+	require.Equal(t, []string{"no-0", "no-1", "no-2", "no-3", "no-4"}, dead(runA))
+	require.Nil(t, dead(runB))
+
+	// no-1 replayed and imported; no-3's task gone (past asynq's
+	// retention) and the member enqueued and dead again in run B.
+	b.settle(t, "no-1", runA, results.OutcomeImported, "222222222222")
+	require.NoError(t, b.rdb.Del(ctx, "asynq:{"+b.queue+"}:t:no-3").Err())
+	b.settle(t, "no-3", runB, results.OutcomeDead, "")
+	require.Equal(t, []string{"no-0", "no-2", "no-4"}, dead(runA))
+	require.Equal(t, []string{"no-3"}, dead(runB))
+
+	// What the stream says, read whole, agrees.
+	var fromStream []string
+	for _, e := range b.export(t, results.Filter{Run: runA}) {
+		if e.Outcome == results.OutcomeDead {
+			fromStream = append(fromStream, e.OutRequestNo)
+		}
+	}
+	require.Equal(t, dead(runA), fromStream)
+
+	_, err := b.store.DeadOf(ctx, "bad id", func(results.Event) error { return nil })
+	require.ErrorIs(t, err, results.ErrInvalidRunID)
+}

@@ -65,13 +65,15 @@ func refusalKey(reason, code, message string) string {
 
 // refusals groups the dead members of run, by the latest outcome of each
 // (a member replayed and imported since is no longer dead), largest group
-// first, and counts those back in the queue. It reads the queue's outcome
-// stream and dead letters from the run's start on.
+// first, and counts those back in the queue. It reads the run's index of
+// its dead members, and the dead letters from the run's start on; a run
+// settled before there was an index is read from the outcome stream, from
+// its start on.
 func (p *runsPage) refusals(ctx context.Context, run results.Run) ([]*refusal, error) {
 	byKey := map[string]*refusal{}
 	byMember := map[string]*refusal{}
 	var groups []*refusal
-	err := p.results.Export(ctx, results.Filter{Run: run.ID, Since: run.StartedAt}, func(e results.Event) error {
+	group := func(e results.Event) error {
 		if e.Outcome != results.OutcomeDead {
 			return nil
 		}
@@ -89,7 +91,11 @@ func (p *runsPage) refusals(ctx context.Context, run results.Run) ([]*refusal, e
 			g.Examples = append(g.Examples, e.OutRequestNo)
 		}
 		return nil
-	})
+	}
+	indexed, err := p.results.DeadOf(ctx, run.ID, group)
+	if err == nil && !indexed && run.Dead > 0 {
+		err = p.results.Export(ctx, results.Filter{Run: run.ID, Since: run.StartedAt}, group)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,8 @@ import (
 	"github.com/cardimport/cardimport/internal/dashboard"
 	"github.com/cardimport/cardimport/internal/deadletter"
 	"github.com/cardimport/cardimport/internal/logging"
+	"github.com/cardimport/cardimport/internal/redisconn"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 )
 
@@ -222,6 +224,22 @@ func TestRunsPage(t *testing.T) {
 			require.Equal(t, http.StatusUnauthorized, res.StatusCode, path)
 			require.NotContains(t, string(body), n.run.ID)
 		}
+	})
+
+	// Last: it drops the run's index of its dead members, as a run
+	// settled by a version before the index has none. The page reads the
+	// outcome stream instead and shows the same groups.
+	t.Run("run settled before the index", func(t *testing.T) {
+		before := br.get(t, runPath)
+		rdb, err := redisconn.Client(n.r.Opt)
+		require.NoError(t, err)
+		defer rdb.Close()
+		dropped, err := rdb.Del(testkit.Context(t), "cardimport:{"+b.queue+"}:run-dead:"+n.run.ID).Result()
+		require.NoError(t, err)
+		require.Equal(t, int64(1), dropped, "the run had an index")
+		after := br.get(t, runPath)
+		require.Equal(t, groups(before), groups(after))
+		require.Equal(t, replayForms(before), replayForms(after))
 	})
 }
 

@@ -1,0 +1,117 @@
+package results
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// deadScan is how many of a run's dead members one read takes.
+const deadScan = 1000
+
+// DeadOf calls fn with the outcome of each member of run whose latest
+// outcome is dead, oldest first, and reports whether the run has an index
+// of its dead members. It reads that index, which the settle script keeps,
+// not the stream: it costs what the run's dead members do, however many
+// outcomes the queue holds. A run without an index (none of its members is
+// dead now, or it was settled by a version before the index) gives false;
+// Export over the run's span then finds the same members, if there are any.
+// It stops at the first error fn returns.
+func (s *Store) DeadOf(ctx context.Context, run string, fn func(Event) error) (bool, error) {
+	if err := ValidateRunID(run); err != nil {
+		return false, err
+	}
+	members, err := s.deadMembers(ctx, s.keys.runDead+run)
+	if err != nil || len(members) == 0 {
+		return false, err
+	}
+	for batch := range slices.Chunk(members, deadScan) {
+		events, err := s.events(ctx, batch)
+		if err != nil {
+			return true, err
+		}
+		for _, e := range events {
+			if err := fn(e); err != nil {
+				return true, err
+			}
+		}
+	}
+	return true, nil
+}
+
+// deadMember is a member in a run's index of dead members: its
+// out_request_no and the ID of its dead event.
+type deadMember struct{ no, id string }
+
+// deadMembers reads the index of dead members at key and keeps those whose
+// dead event is still the member's latest outcome (the queue's dead events
+// name it): a member that was dead in this run and is dead again in a
+// later one belongs to the later run. They come oldest first.
+func (s *Store) deadMembers(ctx context.Context, key string) ([]deadMember, error) {
+	var members []deadMember
+	var cursor uint64
+	for {
+		kv, next, err := s.rdb.HScan(ctx, key, cursor, "*", deadScan).Result()
+		if err != nil {
+			return nil, fmt.Errorf("results: read dead members: %w", err)
+		}
+		if len(kv) > 0 {
+			nos := make([]string, 0, len(kv)/2)
+			for i := 0; i+1 < len(kv); i += 2 {
+				nos = append(nos, kv[i])
+			}
+			latest, err := s.rdb.HMGet(ctx, s.keys.deadEvents, nos...).Result()
+			if err != nil {
+				return nil, fmt.Errorf("results: read dead events: %w", err)
+			}
+			for i, no := range nos {
+				if id := kv[2*i+1]; latest[i] == id {
+					members = append(members, deadMember{no: no, id: id})
+				}
+			}
+		}
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	// HSCAN may return a field twice.
+	slices.SortFunc(members, func(a, b deadMember) int { return compareIDs(a.id, b.id) })
+	return slices.CompactFunc(members, func(a, b deadMember) bool { return a.no == b.no && a.id == b.id }), nil
+}
+
+// events reads the events of members, in their order, in one round trip.
+// An event trimmed past its retention is left out.
+func (s *Store) events(ctx context.Context, members []deadMember) ([]Event, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.XMessageSliceCmd, len(members))
+	for i, m := range members {
+		cmds[i] = pipe.XRangeN(ctx, s.keys.stream, m.id, m.id, 1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("results: read dead outcomes: %w", err)
+	}
+	events := make([]Event, 0, len(members))
+	for _, c := range cmds {
+		for _, m := range c.Val() {
+			events = append(events, eventFrom(m.ID, m.Values))
+		}
+	}
+	return events, nil
+}
+
+// compareIDs orders two stream entry IDs (MS-SEQ) as the stream does.
+func compareIDs(a, b string) int {
+	aMS, aSeq, _ := strings.Cut(a, "-")
+	bMS, bSeq, _ := strings.Cut(b, "-")
+	return cmp.Or(cmp.Compare(parseUint(aMS), parseUint(bMS)), cmp.Compare(parseUint(aSeq), parseUint(bSeq)))
+}
+
+func parseUint(s string) uint64 {
+	n, _ := strconv.ParseUint(s, 10, 64)
+	return n
+}
