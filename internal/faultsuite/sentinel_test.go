@@ -40,27 +40,40 @@ const replicaLag = 4 * time.Second
 // clients retry) once no replica has acknowledged anything for more than a
 // second (Redis counts the lag in whole seconds, and replicas acknowledge
 // once a second), which bounds the loss to about two seconds of writes.
+// In the TLS variant every server and sentinel speaks TLS only, replication
+// and the sentinels' links too, and the URL is rediss-sentinel://.
 func TestSentinelFailover(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		lag  time.Duration
 		args []string
+		tls  bool
 	}{
 		{name: "sentinel"},
 		{name: "sentinel-lag", lag: replicaLag},
 		{name: "sentinel-lag-minreplicas", lag: replicaLag, args: []string{"--min-replicas-to-write", "1", "--min-replicas-max-lag", "1"}},
+		{name: "sentinel-tls", tls: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			needFaults(t)
-			sentinelFailover(t, tt.name, tt.lag, tt.args...)
+			sentinelFailover(t, tt.name, tt.lag, tt.tls, tt.args...)
 		})
 	}
 }
 
-func sentinelFailover(t *testing.T, name string, lag time.Duration, args ...string) {
-	sg := redisconntest.StartSentinel(t, redisconntest.SentinelConfig{Replicas: 2, Sentinels: 3, Args: args, Proxy: lag > 0})
+func sentinelFailover(t *testing.T, name string, lag time.Duration, withTLS bool, args ...string) {
+	cfg := redisconntest.SentinelConfig{Replicas: 2, Sentinels: 3, Args: args, Proxy: lag > 0}
+	if withTLS {
+		cfg.TLS = redisconntest.NewTLS(t)
+	}
+	sg := redisconntest.StartSentinel(t, cfg)
 	r := &testkit.Redis{Opt: sg.Opt, URL: sg.URL}
 	q := newFailoverQueue(t, r, name, "imports-"+name, members, failoverRefused)
+	if withTLS {
+		// The workers and enqueue trust the test's CA as any Go
+		// program does.
+		q.vars["SSL_CERT_FILE"] = cfg.TLS.CA
+	}
 	rdb := connect(t, sg.Opt)
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 

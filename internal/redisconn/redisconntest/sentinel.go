@@ -41,6 +41,10 @@ type SentinelConfig struct {
 	// the replicas and the clients reach it through the proxy, which can
 	// stall the replication links.
 	Proxy bool
+	// TLS, when set, has every server and sentinel speak TLS only (no
+	// plain port; replication and the sentinels' links on TLS too), and
+	// the URL is rediss-sentinel://.
+	TLS *TLS
 }
 
 // Sentinel is a Sentinel group: Servers[0] is the first master, the rest
@@ -50,10 +54,12 @@ type Sentinel struct {
 	Sentinels []*Server
 	// Proxy fronts Servers[0] when the config asked for one.
 	Proxy *Proxy
-	// URL is the redis-sentinel:// URL of the group, database 0.
+	// URL is the redis-sentinel:// URL of the group, database 0
+	// (rediss-sentinel:// with TLS).
 	URL string
-	// Opt is URL parsed as the worker parses it.
+	// Opt is URL parsed as the worker parses it, trusting the TLS's CA.
 	Opt asynq.RedisConnOpt
+	tls *TLS
 }
 
 // StartSentinel starts a master, its replicas and sentinels (quorum 2, or
@@ -62,8 +68,8 @@ type Sentinel struct {
 func StartSentinel(tb testing.TB, cfg SentinelConfig) *Sentinel {
 	tb.Helper()
 	replicas, sentinels, args := cfg.Replicas, cfg.Sentinels, cfg.Args
-	sg := &Sentinel{}
-	master := StartServer(tb, args...)
+	sg := &Sentinel{tls: cfg.TLS}
+	master := startServer(tb, cfg.TLS, args...)
 	sg.Servers = append(sg.Servers, master)
 	masterPort := master.Port
 	if cfg.Proxy {
@@ -72,7 +78,7 @@ func StartSentinel(tb testing.TB, cfg SentinelConfig) *Sentinel {
 		masterPort, _ = strconv.Atoi(port)
 	}
 	for range replicas {
-		sg.Servers = append(sg.Servers, StartServer(tb, append([]string{"--replicaof", "127.0.0.1", strconv.Itoa(masterPort)}, args...)...))
+		sg.Servers = append(sg.Servers, startServer(tb, cfg.TLS, append([]string{"--replicaof", "127.0.0.1", strconv.Itoa(masterPort)}, args...)...))
 	}
 	// Every replica in sync before the sentinels come: a sentinel that
 	// finds the master with no replica in sync could not promote one.
@@ -91,14 +97,24 @@ func StartSentinel(tb testing.TB, cfg SentinelConfig) *Sentinel {
 	quorum := min(2, sentinels)
 	var addrs []string
 	for range sentinels {
-		s := startSentinelProcess(tb, masterPort, quorum)
+		s := startSentinelProcess(tb, masterPort, quorum, cfg.TLS)
 		sg.Sentinels = append(sg.Sentinels, s)
 		addrs = append(addrs, s.Addr)
 	}
-	sg.URL = "redis-sentinel://" + strings.Join(addrs, ",") + "/0?master=" + SentinelMaster
+	scheme := "redis-sentinel://"
+	if cfg.TLS != nil {
+		scheme = "rediss-sentinel://"
+	}
+	sg.URL = scheme + strings.Join(addrs, ",") + "/0?master=" + SentinelMaster
 	opt, err := redisconn.Parse("REDIS_URL", sg.URL)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if fo, ok := opt.(redisconn.FailoverOpt); ok && cfg.TLS != nil {
+		// The URL's TLS trusts the system's CAs; the test's clients
+		// trust the test's.
+		fo.TLSConfig = cfg.TLS.Config
+		opt = fo
 	}
 	sg.Opt = opt
 	for _, s := range sg.Sentinels {
@@ -119,12 +135,19 @@ func StartSentinel(tb testing.TB, cfg SentinelConfig) *Sentinel {
 }
 
 // startSentinelProcess runs one sentinel watching the master on port.
-func startSentinelProcess(tb testing.TB, masterPort, quorum int) *Server {
+func startSentinelProcess(tb testing.TB, masterPort, quorum int, t *TLS) *Server {
 	tb.Helper()
 	s := newServer(tb)
 	conf := filepath.Join(s.Dir, "sentinel.conf")
 	m := SentinelMaster
-	text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n", s.Port, s.Dir) +
+	listen := fmt.Sprintf("port %d\n", s.Port)
+	if t != nil {
+		// tls-replication: the sentinel's links to the servers and to
+		// the other sentinels are TLS too.
+		s.tls = t
+		listen = fmt.Sprintf("port 0\ntls-port %d\ntls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\ntls-auth-clients no\ntls-replication yes\n", s.Port, t.Cert, t.Key, t.CA)
+	}
+	text := listen + fmt.Sprintf("bind 127.0.0.1\ndir %s\n", s.Dir) +
 		fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d %d\n", m, masterPort, quorum) +
 		fmt.Sprintf("sentinel down-after-milliseconds %s %d\n", m, DownAfter.Milliseconds()) +
 		fmt.Sprintf("sentinel failover-timeout %s %d\n", m, FailoverTimeout.Milliseconds()) +
@@ -169,7 +192,11 @@ func sentinelMasterInfo(s *Server) (map[string]string, error) {
 func (sg *Sentinel) MasterAddr(ctx context.Context) (string, error) {
 	var last error
 	for _, s := range sg.Sentinels {
-		c := redis.NewSentinelClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: time.Second})
+		opt := &redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: time.Second}
+		if sg.tls != nil {
+			opt.TLSConfig = sg.tls.Config
+		}
+		c := redis.NewSentinelClient(opt)
 		addr, err := c.GetMasterAddrByName(ctx, SentinelMaster).Result()
 		_ = c.Close()
 		if err == nil && len(addr) == 2 {

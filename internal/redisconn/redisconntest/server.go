@@ -68,10 +68,23 @@ func lookPath(tb testing.TB, name string) string {
 // answers. The test's cleanup kills it.
 func StartServer(tb testing.TB, args ...string) *Server {
 	tb.Helper()
+	return startServer(tb, nil, args...)
+}
+
+// startServer is StartServer, speaking TLS only when t is not nil (no
+// plain port; replication on TLS too).
+func startServer(tb testing.TB, t *TLS, args ...string) *Server {
+	tb.Helper()
 	bin := lookPath(tb, "redis-server")
 	s := newServer(tb)
-	s.args = append([]string{bin, "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.Dir,
-		"--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction"}, args...)
+	listen := []string{"--port", strconv.Itoa(s.Port)}
+	if t != nil {
+		s.tls = t
+		listen = t.serverArgs(strconv.Itoa(s.Port))
+	}
+	s.args = append(append([]string{bin}, listen...), "--bind", "127.0.0.1", "--dir", s.Dir,
+		"--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction")
+	s.args = append(s.args, args...)
 	s.Start(tb)
 	return s
 }
