@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,30 +25,15 @@ import (
 const runMembers = 10000
 
 // lineCounter keeps a follower's output and counts its lines.
-type lineCounter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+type lineCounter struct{ testkit.Buffer }
 
-func (l *lineCounter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lineCounter) lines() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Count(l.buf.Bytes(), []byte("\n"))
-}
+func (l *lineCounter) lines() int { return l.Lines() }
 
 // events decodes the JSON lines a follower wrote; a line cut short by its
 // SIGKILL is left out.
 func (l *lineCounter) events(t *testing.T) []results.Event {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []results.Event
-	sc := bufio.NewScanner(bytes.NewReader(l.buf.Bytes()))
+	sc := bufio.NewScanner(strings.NewReader(l.String()))
 	for sc.Scan() {
 		var e results.Event
 		if json.Unmarshal(sc.Bytes(), &e) == nil {

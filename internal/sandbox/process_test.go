@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -44,7 +43,7 @@ type sandboxProc struct {
 	dir     string
 	envFile string
 	baseURL string
-	out     *lockedBuffer
+	out     *testkit.Buffer
 	exited  chan error
 }
 
@@ -61,7 +60,7 @@ func startSandbox(t *testing.T, dir string, args ...string) *sandboxProc {
 	cmd := exec.Command(bin, append([]string{"--addr", "127.0.0.1:0", "--dir", dir}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	p := &sandboxProc{cmd: cmd, dir: dir, out: &lockedBuffer{}, exited: make(chan error, 1)}
+	p := &sandboxProc{cmd: cmd, dir: dir, out: &testkit.Buffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = p.out
 	require.NoError(t, cmd.Start())
 	lines := make(chan string, 16)
@@ -111,24 +110,6 @@ func (p *sandboxProc) stop(t *testing.T) {
 		_ = p.cmd.Process.Kill()
 		t.Fatalf("sandbox did not stop within 30s of SIGTERM:\n%s", p.out)
 	}
-}
-
-// lockedBuffer collects a process's output for failure messages.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // envForMode reads the sandbox's env file the way a merchant switching

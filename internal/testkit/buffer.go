@@ -27,3 +27,11 @@ func (b *Buffer) String() string {
 	defer b.mu.Unlock()
 	return strings.Clone(b.buf.String())
 }
+
+// Lines counts the lines written so far (the newlines), without copying
+// them: for a test that polls a process's output as it grows.
+func (b *Buffer) Lines() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Count(b.buf.Bytes(), []byte("\n"))
+}
