@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -114,4 +115,72 @@ func compareIDs(a, b string) int {
 func parseUint(s string) uint64 {
 	n, _ := strconv.ParseUint(s, 10, 64)
 	return n
+}
+
+// PruneEvery is how often, across every worker of a queue, PruneDead does
+// its work: the members it drops are a month old, an hour changes nothing.
+const PruneEvery = time.Hour
+
+// pruneScript: KEYS the queue's dead events; ARGV pairs of out_request_no
+// and the event ID read. Each is dropped only if it still names that event:
+// a member dead again since keeps its new one.
+var pruneScript = redis.NewScript(`
+local n = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    n = n + 1
+  end
+end
+return n
+`)
+
+// PruneDead drops from the queue's dead events (out_request_no → its dead
+// event, which a later success marks superseded) the members whose dead
+// event is past the retention: the stream has trimmed it, so there is
+// nothing left to mark, and the member's dead letter still tells its story.
+// It does so at most once per PruneEvery for the queue, whichever process
+// asks first, and returns how many it dropped.
+func (s *Store) PruneDead(ctx context.Context) (int, error) {
+	first, err := s.rdb.SetNX(ctx, s.keys.pruned, "1", PruneEvery).Result()
+	if err != nil || !first {
+		return 0, wrapPrune(err)
+	}
+	// Redis's clock, the one the event IDs were made with.
+	now, err := s.rdb.Time(ctx).Result()
+	if err != nil {
+		return 0, wrapPrune(err)
+	}
+	cutoff := now.Add(-s.retention)
+	dropped := 0
+	var cursor uint64
+	for {
+		kv, next, err := s.rdb.HScan(ctx, s.keys.deadEvents, cursor, "*", deadScan).Result()
+		if err != nil {
+			return dropped, wrapPrune(err)
+		}
+		var old []any
+		for i := 0; i+1 < len(kv); i += 2 {
+			if idTime(kv[i+1]).Before(cutoff) {
+				old = append(old, kv[i], kv[i+1])
+			}
+		}
+		if len(old) > 0 {
+			n, err := pruneScript.Run(ctx, s.rdb, []string{s.keys.deadEvents}, old...).Int()
+			dropped += n
+			if err != nil {
+				return dropped, wrapPrune(err)
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return dropped, nil
+		}
+	}
+}
+
+func wrapPrune(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("results: prune dead events: %w", err)
 }

@@ -120,6 +120,7 @@ type keys struct {
 	stream     string // the outcome events
 	superseded string // zset: IDs of events a later outcome replaced, by time
 	deadEvents string // hash: out_request_no → ID of its dead event, while dead
+	pruned     string // string with a TTL: the dead events were pruned lately
 	runs       string // zset: run IDs by start time
 	runPrefix  string // hash per run: its counts
 	runDead    string // hash per run: out_request_no → ID of its dead event
@@ -128,7 +129,7 @@ type keys struct {
 
 func newKeys(queue string) keys {
 	p := "cardimport:{" + queue + "}:"
-	return keys{stream: p + "results", superseded: p + "results:superseded", deadEvents: p + "results:dead",
+	return keys{stream: p + "results", superseded: p + "results:superseded", deadEvents: p + "results:dead", pruned: p + "results:dead:pruned",
 		runs: p + "runs", runPrefix: p + "run:", runDead: p + "run-dead:", runEvents: p + "runs:settled"}
 }
 

@@ -256,3 +256,48 @@ func TestDeadOf(t *testing.T) {
 	_, err := b.store.DeadOf(ctx, "bad id", func(results.Event) error { return nil })
 	require.ErrorIs(t, err, results.ErrInvalidRunID)
 }
+
+// TestPruneDead: a member dead past the retention leaves the queue's dead
+// events (the stream no longer holds its event); one dead since stays; and
+// the work is done once per PruneEvery whoever asks.
+func TestPruneDead(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	const retention = 2 * time.Second
+	s, err := results.New(b.rdb, b.queue, results.WithRetention(retention))
+	require.NoError(t, err)
+	b.store = s
+	deadEvents := "cardimport:{" + b.queue + "}:results:dead"
+	b.settle(t, "no-old", "night", results.OutcomeDead, "")
+	b.settle(t, "no-again", "night", results.OutcomeDead, "")
+	time.Sleep(retention + 100*time.Millisecond)
+	// no-again's task gone (past asynq's retention), enqueued and dead
+	// again: its new dead event is fresh.
+	require.NoError(t, b.rdb.Del(ctx, "asynq:{"+b.queue+"}:t:no-again").Err())
+	fresh := b.settle(t, "no-again", "night", results.OutcomeDead, "")
+	b.settle(t, "no-new", "night", results.OutcomeDead, "")
+
+	n, err := s.PruneDead(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	left, err := b.rdb.HGetAll(ctx, deadEvents).Result()
+	require.NoError(t, err)
+	require.Len(t, left, 2)
+	require.Equal(t, fresh, left["no-again"])
+	require.Contains(t, left, "no-new")
+
+	// Another worker asks within the hour: nothing to do, nothing done.
+	b.settle(t, "no-later", "night", results.OutcomeDead, "")
+	require.NoError(t, b.rdb.HSet(ctx, deadEvents, "no-ancient", "1-0").Err())
+	n, err = s.PruneDead(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	ttl, err := b.rdb.TTL(ctx, "cardimport:{"+b.queue+"}:results:dead:pruned").Result()
+	require.NoError(t, err)
+	require.InDelta(t, results.PruneEvery.Seconds(), ttl.Seconds(), 5)
+	require.NoError(t, b.rdb.Del(ctx, "cardimport:{"+b.queue+"}:results:dead:pruned").Err())
+	n, err = s.PruneDead(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "an hour later: the ancient one")
+}

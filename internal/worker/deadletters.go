@@ -115,7 +115,8 @@ func (d *deadLetters) HandleError(ctx context.Context, task *asynq.Task, err err
 }
 
 // sweep reconciles the store with asynq's archive now and every interval
-// until ctx is done.
+// until ctx is done, and has the results store prune the dead events past
+// its retention (results.Store.PruneDead).
 func (d *deadLetters) sweep(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -126,6 +127,13 @@ func (d *deadLetters) sweep(ctx context.Context, interval time.Duration) {
 			d.log.Error().Err(err).Msg("dead letter sweep failed")
 		case res.Recorded > 0:
 			d.log.Warn().Int("archived", res.Archived).Int("recorded", res.Recorded).Msg("dead letters recorded by sweep")
+		}
+		// Once an hour for the queue, whichever worker comes first.
+		switch n, err := d.store.Results().PruneDead(ctx); {
+		case err != nil && ctx.Err() == nil:
+			d.log.Error().Err(err).Msg("pruning dead events failed")
+		case n > 0:
+			d.log.Info().Int("pruned", n).Msg("dead events past the results' retention pruned")
 		}
 		select {
 		case <-ctx.Done():
