@@ -72,8 +72,9 @@ type Settlement struct {
 
 // Settle records a final outcome in one script: the task's result, the
 // removal of the member's dead letter when it succeeded, the outcome event,
-// and the run's counts (a member that was dead and now succeeded moves from
-// dead to its outcome). A task whose result already holds a success, or a
+// and the run's counts (a member of the run that was dead and now succeeded
+// moves from dead to its outcome; one dead in an earlier run counts in this
+// one only). A task whose result already holds a success, or a
 // dead outcome when this is dead again, is not counted twice: asynq may
 // run a task once more after its result was written (a lost completion),
 // and the registration system must see each member once per outcome. It
@@ -139,8 +140,19 @@ local fields = {}
 for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
 local id = redis.call('XADD', KEYS[5], 'MINID', '~', tostring(now - retention), '*', unpack(fields))
 local wasDead = redis.call('HGET', KEYS[6], ARGV[3])
+-- The member's dead event is this run's (a replay): the run counts it
+-- dead no more. One of an earlier run (asynq dropped that task, and the
+-- member was enqueued again) leaves both runs' counts alone but this one.
+local sameRun = false
 if wasDead then
   redis.call('ZADD', KEYS[7], now, wasDead)
+  local old = redis.call('XRANGE', KEYS[5], wasDead, wasDead)
+  if old[1] then
+    local f = old[1][2]
+    for i = 1, #f - 1, 2 do
+      if f[i] == 'run' then sameRun = f[i + 1] == ARGV[4] end
+    end
+  end
 end
 if success then
   redis.call('HDEL', KEYS[6], ARGV[3])
@@ -155,7 +167,7 @@ if ARGV[4] ~= '' then
     redis.call('HSET', KEYS[9], ARGV[3], id)
     redis.call('PEXPIRE', KEYS[9], retention)
   end
-  if wasDead then redis.call('HINCRBY', KEYS[4], 'dead', -1) end
+  if sameRun then redis.call('HINCRBY', KEYS[4], 'dead', -1) end
   redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
   redis.call('HSET', KEYS[4], 'updated_at', now)
   redis.call('PEXPIRE', KEYS[4], retention)

@@ -301,3 +301,37 @@ func TestPruneDead(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, n, "an hour later: the ancient one")
 }
+
+// TestMemberOfAnEarlierRun: a member dead in one run, whose task asynq has
+// since dropped (its archive holds 10,000 tasks at most), enqueued again in
+// a later run: the later run counts the member's new outcome and settles;
+// the earlier run's counts stay as they were.
+func TestMemberOfAnEarlierRun(t *testing.T) {
+	t.Parallel()
+	for _, outcome := range []string{results.OutcomeDead, results.OutcomeImported} {
+		t.Run(outcome, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			ctx := context.Background()
+			runA, runB := "first-"+outcome, "later-"+outcome
+			require.NoError(t, b.store.StartRun(ctx, runA))
+			require.NoError(t, b.store.CountEnqueued(ctx, runA, 1, 0, 0))
+			require.NoError(t, b.store.CloseRun(ctx, runA))
+			b.settle(t, "no-1", runA, results.OutcomeDead, "")
+			require.True(t, b.run(t, runA).Settled())
+
+			require.NoError(t, b.rdb.Del(ctx, "asynq:{"+b.queue+"}:t:no-1").Err())
+			require.NoError(t, b.store.StartRun(ctx, runB))
+			require.NoError(t, b.store.CountEnqueued(ctx, runB, 1, 0, 0))
+			require.NoError(t, b.store.CloseRun(ctx, runB))
+			b.settle(t, "no-1", runB, outcome, "333333333333")
+
+			later := b.run(t, runB)
+			require.True(t, later.Settled(), "%+v", later)
+			require.Equal(t, int64(0), later.Waiting)
+			require.Equal(t, int64(1), later.Imported+later.AlreadyMember+later.Dead)
+			earlier := b.run(t, runA)
+			require.Equal(t, int64(1), earlier.Dead)
+		})
+	}
+}
