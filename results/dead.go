@@ -3,6 +3,7 @@ package results
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -16,20 +17,27 @@ import (
 const deadScan = 1000
 
 // DeadOf calls fn with the outcome of each member of run whose latest
-// outcome is dead, oldest first, and reports whether the run has an index
-// of its dead members. It reads that index, which the settle script keeps,
-// not the stream: it costs what the run's dead members do, however many
-// outcomes the queue holds. A run without an index (none of its members is
-// dead now, or it was settled by a version before the index) gives false;
-// Export over the run's span then finds the same members, if there are any.
-// It stops at the first error fn returns.
+// outcome is dead, oldest first, and reports whether the run has a complete
+// index of its dead members. It reads that index, which the settle script
+// keeps from a run's first outcome on, not the stream: it costs what the
+// run's dead members do, however many outcomes the queue holds. A run whose
+// first outcome was settled before there was an index gives false and fn is
+// not called; Export over the run's span then finds its dead members. It
+// stops at the first error fn returns.
 func (s *Store) DeadOf(ctx context.Context, run string, fn func(Event) error) (bool, error) {
 	if err := ValidateRunID(run); err != nil {
 		return false, err
 	}
+	flag, err := s.rdb.HGet(ctx, s.keys.runPrefix+run, "dead_index").Result()
+	if errors.Is(err, redis.Nil) || (err == nil && flag != "1") {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("results: read run: %w", err)
+	}
 	members, err := s.deadMembers(ctx, s.keys.runDead+run)
-	if err != nil || len(members) == 0 {
-		return false, err
+	if err != nil {
+		return true, err
 	}
 	for batch := range slices.Chunk(members, deadScan) {
 		events, err := s.events(ctx, batch)
@@ -80,9 +88,14 @@ func (s *Store) deadMembers(ctx context.Context, key string) ([]deadMember, erro
 			break
 		}
 	}
-	// HSCAN may return a field twice.
+	// HSCAN may return a field twice, and a member dead again while it
+	// scans with two events: each member once, at its latest.
+	slices.SortFunc(members, func(a, b deadMember) int {
+		return cmp.Or(cmp.Compare(a.no, b.no), -compareIDs(a.id, b.id))
+	})
+	members = slices.CompactFunc(members, func(a, b deadMember) bool { return a.no == b.no })
 	slices.SortFunc(members, func(a, b deadMember) int { return compareIDs(a.id, b.id) })
-	return slices.CompactFunc(members, func(a, b deadMember) bool { return a.no == b.no && a.id == b.id }), nil
+	return members, nil
 }
 
 // events reads the events of members, in their order, in one round trip.

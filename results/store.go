@@ -140,19 +140,8 @@ local fields = {}
 for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
 local id = redis.call('XADD', KEYS[5], 'MINID', '~', tostring(now - retention), '*', unpack(fields))
 local wasDead = redis.call('HGET', KEYS[6], ARGV[3])
--- The member's dead event is this run's (a replay): the run counts it
--- dead no more. One of an earlier run (asynq dropped that task, and the
--- member was enqueued again) leaves both runs' counts alone but this one.
-local sameRun = false
 if wasDead then
   redis.call('ZADD', KEYS[7], now, wasDead)
-  local old = redis.call('XRANGE', KEYS[5], wasDead, wasDead)
-  if old[1] then
-    local f = old[1][2]
-    for i = 1, #f - 1, 2 do
-      if f[i] == 'run' then sameRun = f[i + 1] == ARGV[4] end
-    end
-  end
 end
 if success then
   redis.call('HDEL', KEYS[6], ARGV[3])
@@ -161,16 +150,38 @@ else
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - retention)
 if ARGV[4] ~= '' then
-  if success then
-    redis.call('HDEL', KEYS[9], ARGV[3])
-  else
-    redis.call('HSET', KEYS[9], ARGV[3], id)
-    redis.call('PEXPIRE', KEYS[9], retention)
+  -- A run's first outcome marks its index of dead members (KEYS[9])
+  -- complete: every outcome of the run goes through it from then on.
+  local c = redis.call('HMGET', KEYS[4], 'imported', 'already_member', 'dead')
+  if not c[1] and not c[2] and not c[3] then
+    redis.call('HSET', KEYS[4], 'dead_index', '1')
   end
-  if sameRun then redis.call('HINCRBY', KEYS[4], 'dead', -1) end
+  -- Was the member dead in this run (a replay)? The run then counts it
+  -- dead no more. Dead in an earlier run (asynq dropped that task, and the
+  -- member was enqueued again), it counts in this run only.
+  local deadHere = false
+  if redis.call('HGET', KEYS[4], 'dead_index') == '1' then
+    if success then
+      deadHere = redis.call('HDEL', KEYS[9], ARGV[3]) == 1
+    else
+      deadHere = redis.call('HSET', KEYS[9], ARGV[3], id) == 0
+    end
+  elseif wasDead then
+    -- A run settled in part before the index: the member's dead event
+    -- says whose it was, while the stream holds it.
+    local old = redis.call('XRANGE', KEYS[5], wasDead, wasDead)
+    if old[1] then
+      local f = old[1][2]
+      for i = 1, #f - 1, 2 do
+        if f[i] == 'run' then deadHere = f[i + 1] == ARGV[4] end
+      end
+    end
+  end
+  if deadHere then redis.call('HINCRBY', KEYS[4], 'dead', -1) end
   redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
   redis.call('HSET', KEYS[4], 'updated_at', now)
   redis.call('PEXPIRE', KEYS[4], retention)
+  redis.call('PEXPIRE', KEYS[9], retention)
   settle_if_done(KEYS[4], ARGV[4], KEYS[8], now, retention)
 end
 return id

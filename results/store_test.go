@@ -210,39 +210,40 @@ func TestRunIDs(t *testing.T) {
 
 // TestDeadOf: a run's dead members come from the run's own index, oldest
 // first, without those imported since (a replay) or dead again in a later
-// run; a run none of whose members is dead has no index.
+// run. A run whose first outcome came before the index has none complete:
+// DeadOf says so and the stream is the way.
 func TestDeadOf(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
 	runA, runB := "night-a", "night-b"
-	dead := func(run string) []string {
+	dead := func(run string, wantIndexed bool) []string {
 		t.Helper()
 		var nos []string
-		ok, err := b.store.DeadOf(ctx, run, func(e results.Event) error {
+		indexed, err := b.store.DeadOf(ctx, run, func(e results.Event) error {
 			require.Equal(t, results.OutcomeDead, e.Outcome)
 			require.Equal(t, run, e.Run)
 			nos = append(nos, e.OutRequestNo)
 			return nil
 		})
 		require.NoError(t, err)
-		require.Equal(t, nos != nil, ok, "an index exactly when some member is dead")
+		require.Equal(t, wantIndexed, indexed)
 		return nos
 	}
 	for i := range 5 {
 		b.settle(t, fmt.Sprintf("no-%d", i), runA, results.OutcomeDead, "")
 	}
 	b.settle(t, "no-imported", runA, results.OutcomeImported, "111111111111")
-	require.Equal(t, []string{"no-0", "no-1", "no-2", "no-3", "no-4"}, dead(runA))
-	require.Nil(t, dead(runB))
+	require.Equal(t, []string{"no-0", "no-1", "no-2", "no-3", "no-4"}, dead(runA, true))
+	require.Nil(t, dead(runB, false), "no outcome yet")
 
 	// no-1 replayed and imported; no-3's task gone (past asynq's
 	// retention) and the member enqueued and dead again in run B.
 	b.settle(t, "no-1", runA, results.OutcomeImported, "222222222222")
 	require.NoError(t, b.rdb.Del(ctx, "asynq:{"+b.queue+"}:t:no-3").Err())
 	b.settle(t, "no-3", runB, results.OutcomeDead, "")
-	require.Equal(t, []string{"no-0", "no-2", "no-4"}, dead(runA))
-	require.Equal(t, []string{"no-3"}, dead(runB))
+	require.Equal(t, []string{"no-0", "no-2", "no-4"}, dead(runA, true))
+	require.Equal(t, []string{"no-3"}, dead(runB, true))
 
 	// What the stream says, read whole, agrees.
 	var fromStream []string
@@ -251,7 +252,16 @@ func TestDeadOf(t *testing.T) {
 			fromStream = append(fromStream, e.OutRequestNo)
 		}
 	}
-	require.Equal(t, dead(runA), fromStream)
+	require.Equal(t, dead(runA, true), fromStream)
+
+	// A run whose first outcome a version before the index settled (no
+	// mark on the run, no index): later outcomes do not make it complete.
+	runC := "night-c"
+	b.settle(t, "no-c1", runC, results.OutcomeDead, "")
+	require.NoError(t, b.rdb.HDel(ctx, "cardimport:{"+b.queue+"}:run:"+runC, "dead_index").Err())
+	require.NoError(t, b.rdb.Del(ctx, "cardimport:{"+b.queue+"}:run-dead:"+runC).Err())
+	b.settle(t, "no-c2", runC, results.OutcomeDead, "")
+	require.Nil(t, dead(runC, false))
 
 	_, err := b.store.DeadOf(ctx, "bad id", func(results.Event) error { return nil })
 	require.ErrorIs(t, err, results.ErrInvalidRunID)
@@ -332,6 +342,38 @@ func TestMemberOfAnEarlierRun(t *testing.T) {
 			require.Equal(t, int64(1), later.Imported+later.AlreadyMember+later.Dead)
 			earlier := b.run(t, runA)
 			require.Equal(t, int64(1), earlier.Dead)
+		})
+	}
+}
+
+// TestReplayMovesTheMember: a dead member replayed (a new task of the same
+// payload, as enqueue dead replay makes) and imported moves from dead to
+// imported in its run, in a run with an index of its dead members and in
+// one whose first outcome came before the index.
+func TestReplayMovesTheMember(t *testing.T) {
+	t.Parallel()
+	for _, indexed := range []bool{true, false} {
+		t.Run(fmt.Sprintf("indexed=%v", indexed), func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			ctx := context.Background()
+			run := fmt.Sprintf("replayed-%v", indexed)
+			require.NoError(t, b.store.StartRun(ctx, run))
+			require.NoError(t, b.store.CountEnqueued(ctx, run, 2, 0, 0))
+			require.NoError(t, b.store.CloseRun(ctx, run))
+			b.settle(t, "no-1", run, results.OutcomeDead, "")
+			if !indexed {
+				require.NoError(t, b.rdb.HDel(ctx, "cardimport:{"+b.queue+"}:run:"+run, "dead_index").Err())
+				require.NoError(t, b.rdb.Del(ctx, "cardimport:{"+b.queue+"}:run-dead:"+run).Err())
+			}
+			b.settle(t, "no-2", run, results.OutcomeDead, "")
+			require.Equal(t, int64(2), b.run(t, run).Dead)
+
+			require.NoError(t, b.rdb.Del(ctx, "asynq:{"+b.queue+"}:t:no-1").Err())
+			b.settle(t, "no-1", run, results.OutcomeImported, "444444444444")
+			r := b.run(t, run)
+			require.Equal(t, [3]int64{1, 1, 0}, [3]int64{r.Imported, r.Dead, r.Waiting}, "%+v", r)
+			require.True(t, r.Settled())
 		})
 	}
 }

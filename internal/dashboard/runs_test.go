@@ -226,17 +226,21 @@ func TestRunsPage(t *testing.T) {
 		}
 	})
 
-	// Last: it drops the run's index of its dead members, as a run
-	// settled by a version before the index has none. The page reads the
+	// Last: it drops the run's index of its dead members and its mark,
+	// as a run settled by a version before the index has neither. The page reads the
 	// outcome stream instead and shows the same groups.
 	t.Run("run settled before the index", func(t *testing.T) {
 		before := br.get(t, runPath)
 		rdb, err := redisconn.Client(n.r.Opt)
 		require.NoError(t, err)
 		defer rdb.Close()
-		dropped, err := rdb.Del(testkit.Context(t), "cardimport:{"+b.queue+"}:run-dead:"+n.run.ID).Result()
+		ctx := testkit.Context(t)
+		dropped, err := rdb.Del(ctx, "cardimport:{"+b.queue+"}:run-dead:"+n.run.ID).Result()
 		require.NoError(t, err)
 		require.Equal(t, int64(1), dropped, "the run had an index")
+		unmarked, err := rdb.HDel(ctx, "cardimport:{"+b.queue+"}:run:"+n.run.ID, "dead_index").Result()
+		require.NoError(t, err)
+		require.Equal(t, int64(1), unmarked, "the run was marked as indexed")
 		after := br.get(t, runPath)
 		require.Equal(t, groups(before), groups(after))
 		require.Equal(t, replayForms(before), replayForms(after))
