@@ -197,3 +197,33 @@ func wrapPrune(err error) error {
 	}
 	return fmt.Errorf("results: prune dead events: %w", err)
 }
+
+// MarkReplay notes that member no of run is being replayed (enqueue dead
+// replay, the Runs page's Replay): a new task, whose outcome then replaces
+// the member's dead one in the run's counts instead of adding to them as
+// the outcome of a new enqueue would. Call it before enqueueing the replay
+// and UnmarkReplay if the enqueue fails. A run of "" has nothing to mark.
+func (s *Store) MarkReplay(ctx context.Context, run, no string) error {
+	if run == "" {
+		return nil
+	}
+	key := s.keys.runReplays + run
+	pipe := s.rdb.TxPipeline()
+	pipe.SAdd(ctx, key, no)
+	pipe.PExpire(ctx, key, s.retention)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("results: mark replay: %w", err)
+	}
+	return nil
+}
+
+// UnmarkReplay takes back MarkReplay, for a replay that was not enqueued.
+func (s *Store) UnmarkReplay(ctx context.Context, run, no string) error {
+	if run == "" {
+		return nil
+	}
+	if err := s.rdb.SRem(ctx, s.keys.runReplays+run, no).Err(); err != nil {
+		return fmt.Errorf("results: unmark replay: %w", err)
+	}
+	return nil
+}

@@ -124,13 +124,14 @@ type keys struct {
 	runs       string // zset: run IDs by start time
 	runPrefix  string // hash per run: its counts
 	runDead    string // hash per run: out_request_no → ID of its dead event
+	runReplays string // set per run: out_request_nos replayed, not settled yet
 	runEvents  string // stream: each run's settlement
 }
 
 func newKeys(queue string) keys {
 	p := "cardimport:{" + queue + "}:"
 	return keys{stream: p + "results", superseded: p + "results:superseded", deadEvents: p + "results:dead", pruned: p + "results:dead:pruned",
-		runs: p + "runs", runPrefix: p + "run:", runDead: p + "run-dead:", runEvents: p + "runs:settled"}
+		runs: p + "runs", runPrefix: p + "run:", runDead: p + "run-dead:", runReplays: p + "run-replays:", runEvents: p + "runs:settled"}
 }
 
 // RunEventsKey is the Redis Stream of queue's run settlements: one entry

@@ -86,7 +86,7 @@ func (s *Store) Settle(ctx context.Context, k SettleKeys, st Settlement) (string
 	// and an empty key name would not.
 	args := append([]any{string(st.Result), e.Outcome, e.OutRequestNo, e.Run, s.retention.Milliseconds()}, e.fields()...)
 	id, err := settleScript.Run(ctx, s.rdb,
-		[]string{k.Task, k.DeadRecord, k.DeadIndex, s.keys.runPrefix + e.Run, s.keys.stream, s.keys.deadEvents, s.keys.superseded, s.keys.runEvents, s.keys.runDead + e.Run},
+		[]string{k.Task, k.DeadRecord, k.DeadIndex, s.keys.runPrefix + e.Run, s.keys.stream, s.keys.deadEvents, s.keys.superseded, s.keys.runEvents, s.keys.runDead + e.Run, s.keys.runReplays + e.Run},
 		args...).Text()
 	if err != nil {
 		return "", fmt.Errorf("results: settle: %w", err)
@@ -119,7 +119,7 @@ end
 
 // settleScript: KEYS task hash, dead-letter record, dead-letter index, run
 // hash (” for none), stream, dead events, superseded, run events, the
-// run's dead members. ARGV result JSON, outcome, out_request_no, run id,
+// run's dead members, the run's replays in flight. ARGV result JSON, outcome, out_request_no, run id,
 // retention ms, then the event's fields.
 var settleScript = redis.NewScript(nowMillis + settledCheck + `
 local success = ARGV[2] ~= 'dead'
@@ -156,15 +156,18 @@ if ARGV[4] ~= '' then
   if not c[1] and not c[2] and not c[3] then
     redis.call('HSET', KEYS[4], 'dead_index', '1')
   end
-  -- Was the member dead in this run (a replay)? The run then counts it
-  -- dead no more. Dead in an earlier run (asynq dropped that task, and the
-  -- member was enqueued again), it counts in this run only.
+  -- Is this a replay of a member dead in this run (the task put back by
+  -- asynq, or a new one by a replay, which marked it)? The run then
+  -- counts it dead no more. A member dead in an earlier run, or enqueued
+  -- again into this one once asynq dropped its task, is a new member of
+  -- the run, as its enqueue was counted.
   local deadHere = false
+  local replayed = redis.call('SREM', KEYS[10], ARGV[3]) == 1
   if redis.call('HGET', KEYS[4], 'dead_index') == '1' then
     if success then
-      deadHere = redis.call('HDEL', KEYS[9], ARGV[3]) == 1
+      deadHere = redis.call('HDEL', KEYS[9], ARGV[3]) == 1 and (prevDead or replayed)
     else
-      deadHere = redis.call('HSET', KEYS[9], ARGV[3], id) == 0
+      deadHere = redis.call('HSET', KEYS[9], ARGV[3], id) == 0 and replayed
     end
   elseif wasDead then
     -- A run settled in part before the index: the member's dead event

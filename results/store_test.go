@@ -347,9 +347,9 @@ func TestMemberOfAnEarlierRun(t *testing.T) {
 }
 
 // TestReplayMovesTheMember: a dead member replayed (a new task of the same
-// payload, as enqueue dead replay makes) and imported moves from dead to
-// imported in its run, in a run with an index of its dead members and in
-// one whose first outcome came before the index.
+// payload, as enqueue dead replay makes, which marks it) and imported moves
+// from dead to imported in its run, in a run with an index of its dead
+// members and in one whose first outcome came before the index.
 func TestReplayMovesTheMember(t *testing.T) {
 	t.Parallel()
 	for _, indexed := range []bool{true, false} {
@@ -369,6 +369,7 @@ func TestReplayMovesTheMember(t *testing.T) {
 			b.settle(t, "no-2", run, results.OutcomeDead, "")
 			require.Equal(t, int64(2), b.run(t, run).Dead)
 
+			require.NoError(t, b.store.MarkReplay(ctx, run, "no-1"))
 			require.NoError(t, b.rdb.Del(ctx, "asynq:{"+b.queue+"}:t:no-1").Err())
 			b.settle(t, "no-1", run, results.OutcomeImported, "444444444444")
 			r := b.run(t, run)
@@ -376,4 +377,44 @@ func TestReplayMovesTheMember(t *testing.T) {
 			require.True(t, r.Settled())
 		})
 	}
+}
+
+// TestMemberEnqueuedAgainIntoItsRun: a member dead in a run, enqueued again
+// into the same run once asynq dropped its task (not a replay: the enqueue
+// is counted), counts as a second member of the run, and the run settles.
+// The task asynq itself puts back (asynqmon's "run" on the archived task)
+// is a replay.
+func TestMemberEnqueuedAgainIntoItsRun(t *testing.T) {
+	t.Parallel()
+	for _, outcome := range []string{results.OutcomeDead, results.OutcomeImported} {
+		t.Run(outcome, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			ctx := context.Background()
+			run := "again-" + outcome
+			require.NoError(t, b.store.StartRun(ctx, run))
+			require.NoError(t, b.store.CountEnqueued(ctx, run, 1, 0, 0))
+			b.settle(t, "no-1", run, results.OutcomeDead, "")
+			require.NoError(t, b.rdb.Del(ctx, "asynq:{"+b.queue+"}:t:no-1").Err())
+			require.NoError(t, b.store.CountEnqueued(ctx, run, 1, 0, 0))
+			require.NoError(t, b.store.CloseRun(ctx, run))
+			b.settle(t, "no-1", run, outcome, "555555555555")
+			r := b.run(t, run)
+			require.True(t, r.Settled(), "%+v", r)
+			require.Equal(t, int64(2), r.Imported+r.Dead, "%+v", r)
+		})
+	}
+	t.Run("asynq puts the task back", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		ctx := context.Background()
+		run := "put-back"
+		require.NoError(t, b.store.StartRun(ctx, run))
+		require.NoError(t, b.store.CountEnqueued(ctx, run, 1, 0, 0))
+		require.NoError(t, b.store.CloseRun(ctx, run))
+		b.settle(t, "no-1", run, results.OutcomeDead, "")
+		b.settle(t, "no-1", run, results.OutcomeImported, "666666666666")
+		r := b.run(t, run)
+		require.Equal(t, [3]int64{1, 0, 0}, [3]int64{r.Imported, r.Dead, r.Waiting}, "%+v", r)
+	})
 }

@@ -83,11 +83,18 @@ func (s *Store) Replay(ctx context.Context, r Record, dryRun bool, opts ...tasks
 		// pending, active, scheduled, retry: someone put it back first.
 		return SkippedInFlight, nil
 	}
+	// The run counts the new task's outcome in place of the member's dead
+	// one, not beside it as it would a new enqueue's.
+	if err := s.results.MarkReplay(ctx, p.Run, r.OutRequestNo); err != nil {
+		return "", fmt.Errorf("replay: %w", err)
+	}
 	if _, err := s.cli.EnqueueContext(ctx, task); err != nil {
 		if errors.Is(err, asynq.ErrTaskIDConflict) {
-			// Another replay (or enqueue) got there first.
+			// Another replay (or enqueue) got there first; its mark,
+			// the same as ours, stays.
 			return SkippedInFlight, nil
 		}
+		_ = s.results.UnmarkReplay(context.WithoutCancel(ctx), p.Run, r.OutRequestNo)
 		return "", fmt.Errorf("replay: enqueue: %w", err)
 	}
 	if s.afterEnqueue != nil {
