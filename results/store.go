@@ -119,8 +119,8 @@ end
 
 // settleScript: KEYS task hash, dead-letter record, dead-letter index, run
 // hash (” for none), stream, dead events, superseded, run events, the
-// run's dead members, the run's replays in flight. ARGV result JSON, outcome, out_request_no, run id,
-// retention ms, then the event's fields.
+// run's dead members, the run's replays in flight. ARGV result JSON,
+// outcome, out_request_no, run id, retention ms, then the event's fields.
 var settleScript = redis.NewScript(nowMillis + settledCheck + `
 local success = ARGV[2] ~= 'dead'
 local prev = redis.call('HGET', KEYS[1], 'result')
@@ -152,9 +152,11 @@ redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - retention)
 if ARGV[4] ~= '' then
   -- A run's first outcome marks its index of dead members (KEYS[9])
   -- complete: every outcome of the run goes through it from then on.
-  local c = redis.call('HMGET', KEYS[4], 'imported', 'already_member', 'dead')
+  local c = redis.call('HMGET', KEYS[4], 'imported', 'already_member', 'dead', 'dead_index')
+  local indexed = c[4] == '1'
   if not c[1] and not c[2] and not c[3] then
     redis.call('HSET', KEYS[4], 'dead_index', '1')
+    indexed = true
   end
   -- Is this a replay of a member dead in this run (the task put back by
   -- asynq, or a new one by a replay, which marked it)? The run then
@@ -163,7 +165,7 @@ if ARGV[4] ~= '' then
   -- the run, as its enqueue was counted.
   local deadHere = false
   local replayed = redis.call('SREM', KEYS[10], ARGV[3]) == 1
-  if redis.call('HGET', KEYS[4], 'dead_index') == '1' then
+  if indexed then
     if success then
       deadHere = redis.call('HDEL', KEYS[9], ARGV[3]) == 1 and (prevDead or replayed)
     else

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
+	"hash/maphash"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -291,11 +291,13 @@ func (im *fileImport) work(ctx, running context.Context, jobs <-chan job) error 
 	}
 }
 
-// shardOf picks the worker for an out_request_no (FNV-1a).
+// shardSeed seeds shardOf's hash for the process.
+var shardSeed = maphash.MakeSeed()
+
+// shardOf picks the worker for an out_request_no, without allocating: it
+// runs once a row.
 func shardOf(outRequestNo string, n int) int {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(outRequestNo))
-	return int(h.Sum32() % uint32(n))
+	return int(maphash.String(shardSeed, outRequestNo) % uint64(n))
 }
 
 // enqueue enqueues one row, or in a dry run checks it, and counts it.
