@@ -57,7 +57,7 @@ type shardRun struct {
 // what a shard costs. Run it with -benchtime 1x (bench/shards.sh); it needs
 // redis-server and redis-cli in PATH.
 func BenchmarkShards(b *testing.B) {
-	sb := startSandbox(b)
+	sb := testkit.StartSandbox(b)
 	single := redisconntest.StartServer(b)
 	cluster := redisconntest.StartCluster(b, 3, 0)
 	deployments := []deployment{
@@ -113,7 +113,7 @@ func randomTag() string {
 
 // shards starts k workers on each of d's three queues, warms them up, then
 // times shardMembers a queue enqueued at once.
-func shards(b *testing.B, d deployment, sb *sandbox, tag string, k int) shardRun {
+func shards(b *testing.B, d deployment, sb *testkit.Sandbox, tag string, k int) shardRun {
 	b.Helper()
 	queues := d.queues(tag)
 	rdb, err := redisconn.Client(d.opt)
@@ -130,7 +130,7 @@ func shards(b *testing.B, d deployment, sb *sandbox, tag string, k int) shardRun
 	}
 	defer func() {
 		for _, w := range workers {
-			stopWorker(b, w)
+			w.Stop(b)
 		}
 	}()
 	var workerPids []int
@@ -138,7 +138,7 @@ func shards(b *testing.B, d deployment, sb *sandbox, tag string, k int) shardRun
 		workerPids = append(workerPids, w.Process.Pid)
 	}
 	bulk(b, rdb, client, queues, tag+"w", shardWarm)
-	w0, r0, s0 := cpuOf(b, workerPids), cpuOf(b, d.pids), cpuTime(b, sb.pid)
+	w0, r0, s0 := cpuOf(b, workerPids), cpuOf(b, d.pids), testkit.CPUTime(b, sb.PID)
 	took := bulk(b, rdb, client, queues, tag, shardMembers)
 	n := float64(len(queues) * shardMembers)
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / n }
@@ -146,7 +146,7 @@ func shards(b *testing.B, d deployment, sb *sandbox, tag string, k int) shardRun
 		rate:    n / took.Seconds(),
 		worker:  ms(cpuOf(b, workerPids) - w0),
 		redis:   ms(cpuOf(b, d.pids) - r0),
-		sandbox: ms(cpuTime(b, sb.pid) - s0),
+		sandbox: ms(testkit.CPUTime(b, sb.PID) - s0),
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cardimport/cardimport/internal/redisconn"
 	"github.com/cardimport/cardimport/internal/redisconn/redisconntest"
+	"github.com/cardimport/cardimport/internal/testkit"
 	"github.com/cardimport/cardimport/internal/webhook"
 	"github.com/cardimport/cardimport/internal/wechatpay/wechatpaytest"
 	"github.com/cardimport/cardimport/results"
@@ -54,7 +55,7 @@ const (
 // carries. Run it with -benchtime 1x (bench/sizing.sh); it needs
 // redis-server in PATH.
 func BenchmarkSizing(b *testing.B) {
-	sb := startSandbox(b)
+	sb := testkit.StartSandbox(b)
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 	}))
@@ -79,9 +80,9 @@ func BenchmarkSizing(b *testing.B) {
 		m0 := usedMemory(b, rdb)
 		enqueueRun(b, rdb, client, q, members(tag+"p", "oUpF8uMuAJO", sizingMembers))
 		m1 := usedMemory(b, rdb)
-		cpu0 := cpuTime(b, srv.Pid())
+		cpu0 := testkit.CPUTime(b, srv.Pid())
 		work(b, url, sb, q, nil, func() bool { return completed(b, rdb, q) >= sizingMembers })
-		cpu := cpuTime(b, srv.Pid()) - cpu0
+		cpu := testkit.CPUTime(b, srv.Pid()) - cpu0
 		m2 := usedMemory(b, rdb)
 		stream, err := rdb.MemoryUsage(c, results.StreamKey(q), 0).Result()
 		if err != nil {
@@ -188,7 +189,7 @@ func enqueueRun(b *testing.B, rdb redis.UniversalClient, client *asynq.Client, q
 
 // work runs a worker on q until done, then stops it: its connections and
 // server state leave Redis before the next measure.
-func work(b *testing.B, url string, sb *sandbox, q string, extra map[string]string, done func() bool) {
+func work(b *testing.B, url string, sb *testkit.Sandbox, q string, extra map[string]string, done func() bool) {
 	b.Helper()
 	w := startWorker(b, url, sb, q, extra)
 	deadline := time.Now().Add(waitFor)
@@ -198,7 +199,7 @@ func work(b *testing.B, url string, sb *sandbox, q string, extra map[string]stri
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	stopWorker(b, w)
+	w.Stop(b)
 	// The server's state goes with it; let Redis settle.
 	time.Sleep(200 * time.Millisecond)
 }

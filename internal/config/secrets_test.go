@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,13 +54,8 @@ func TestNoSecretInHelpOrErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			e := map[string]string{}
-			for k, v := range env {
-				e[k] = v
-			}
-			for k, v := range tt.change {
-				e[k] = v
-			}
+			e := maps.Clone(env)
+			maps.Copy(e, tt.change)
 			var out bytes.Buffer
 			_, err := config.LoadWorker(append(tt.args, "--dashboard", "127.0.0.1:0"), lookup(e), &out)
 			switch {

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,13 +148,8 @@ func TestLoadWorker(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			e := map[string]string{}
-			for k, v := range env {
-				e[k] = v
-			}
-			for k, v := range tt.change {
-				e[k] = v
-			}
+			e := maps.Clone(env)
+			maps.Copy(e, tt.change)
 			w, err := config.LoadWorker(tt.args, lookup(e), io.Discard)
 			if len(tt.wantErr) > 0 {
 				require.Error(t, err)

@@ -3,7 +3,6 @@ package dashboard_test
 import (
 	"context"
 	"net/url"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -23,16 +22,7 @@ import (
 // its pending import, the openid masked.
 func TestBrowserShowsTheQueue(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("starts a browser")
-	}
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("REDIS_URL") != "" {
-			t.Fatal("chromium is not installed; .ci/run installs Debian's chromium, CI must run this test")
-		}
-		t.Skip("chromium is not installed (apt-get install chromium); CI runs this test")
-	}
+	chromium := lookChromium(t)
 	b := setup(t, dashboard.Config{Addr: "127.0.0.1:0", User: "ops", Password: "correct horse"})
 	c := asynq.NewClient(b.r.Opt)
 	defer c.Close()

@@ -150,10 +150,5 @@ func (b *bundle) do(t *testing.T, method, path string) (int, string) {
 	if b.cfg.User != "" {
 		req.SetBasicAuth(b.cfg.User, b.cfg.Password)
 	}
-	res, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	require.NoError(t, err)
-	return res.StatusCode, string(body)
+	return testkit.Fetch(t, req)
 }

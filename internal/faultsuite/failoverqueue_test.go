@@ -27,14 +27,20 @@ import (
 	"github.com/cardimport/cardimport/results"
 )
 
-// needFaults skips a test of real Redis deployments unless FAULTS=1, as
-// newScenario does, and runs it in parallel with the others.
+// needFaults skips a test of the fault suite unless FAULTS=1, and runs it
+// in parallel with the others.
 func needFaults(t *testing.T) {
 	t.Helper()
 	if os.Getenv("FAULTS") == "" {
+		// Minutes of two cores at full load: run on its own (CI's own
+		// step, bench/faults.sh), not beside the other packages' tests,
+		// whose measurements it would disturb.
 		t.Skip("the fault suite runs with FAULTS=1 (bench/faults.sh; .ci/run runs it)")
 	}
 	if raceEnabled {
+		// The suite's work happens in the worker processes, which are
+		// built without the race detector anyway; the rest of the tests
+		// cover the same code under -race.
 		t.Skip("the fault suite runs without -race")
 	}
 	t.Parallel()

@@ -89,19 +89,7 @@ type scenario struct {
 // newScenario prepares a scenario on r (the shared test Redis when nil).
 func newScenario(t *testing.T, name string, r *testkit.Redis, opts ...wechatpaytest.Option) *scenario {
 	t.Helper()
-	if os.Getenv("FAULTS") == "" {
-		// Minutes of two cores at full load: run on its own (CI's own
-		// step, bench/faults.sh), not beside the other packages' tests,
-		// whose measurements it would disturb.
-		t.Skip("the fault suite runs with FAULTS=1 (bench/faults.sh; .ci/run runs it)")
-	}
-	if raceEnabled {
-		// The suite's work happens in the worker processes, which are
-		// built without the race detector anyway; the rest of the tests
-		// cover the same code under -race.
-		t.Skip("the fault suite runs without -race")
-	}
-	t.Parallel()
+	needFaults(t)
 	if r == nil {
 		r = testkit.NewRedis(t)
 	}

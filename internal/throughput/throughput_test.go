@@ -12,12 +12,10 @@ import (
 	"math"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -95,7 +93,7 @@ func BenchmarkThroughput(b *testing.B) {
 	}
 	r := testkit.NewRedis(b)
 	keys := wechatpaytest.TestKeys(b)
-	sb := startSandbox(b)
+	sb := testkit.StartSandbox(b)
 	var floor, e2e, floorCPU, e2eCPU, workerCPU, sandboxCPU, c100, p50, p99, rss float64
 	for i := range b.N {
 		tag := "tp" + strconv.Itoa(i)
@@ -244,9 +242,9 @@ func cryptoFloor(b *testing.B, r *testkit.Redis, keys *wechatpaytest.Keys, tag s
 	}
 	defer srv.Shutdown()
 	bulk(b, r, queue, members(tag+"w", warmImports), nil)
-	cpu := cpuTime(b, os.Getpid())
+	cpu := testkit.CPUTime(b, os.Getpid())
 	d := bulk(b, r, queue, members(tag, bulkImports), nil)
-	cpu = cpuTime(b, os.Getpid()) - cpu
+	cpu = testkit.CPUTime(b, os.Getpid()) - cpu
 	return bulkImports / d.Seconds(), ms(cpu) / bulkImports
 }
 
@@ -284,32 +282,10 @@ func signVerify(priv *rsa.PrivateKey, pub *rsa.PublicKey, message string) error 
 	return rsa.VerifyPKCS1v15(pub, crypto.SHA256, sum[:], sig)
 }
 
-// sandbox is a wechatpay-sandbox process.
-type sandbox struct {
-	pid int
-	url string
-	// env is its env file: the worker's WECHATPAY_* variables.
-	env map[string]string
-}
-
-// startSandbox runs cmd/wechatpay-sandbox on a free port, fault-free, as
-// an operator load-testing would, and reads the env file it writes.
-func startSandbox(b *testing.B) *sandbox {
-	b.Helper()
-	dir := b.TempDir()
-	p := testkit.Start(b, "wechatpay-sandbox", nil, "--addr", "127.0.0.1:0", "--dir", dir)
-	waitOutput(b, p, "listening on ")
-	env, err := wechatpaytest.ReadEnvFile(filepath.Join(dir, wechatpaytest.FileEnv))
-	if err != nil {
-		b.Fatal(err)
-	}
-	return &sandbox{pid: p.Process.Pid, url: env[wechatpaytest.EnvBaseURL], env: env}
-}
-
 // stats reads the sandbox's counts.
-func (s *sandbox) stats(b *testing.B) wechatpaytest.Stats {
+func stats(b *testing.B, s *testkit.Sandbox) wechatpaytest.Stats {
 	b.Helper()
-	res, err := http.Get(s.url + "/stats")
+	res, err := http.Get(s.URL + "/stats")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -321,39 +297,17 @@ func (s *sandbox) stats(b *testing.B) wechatpaytest.Stats {
 	return st
 }
 
-// waitOutput waits until p has written want.
-func waitOutput(b *testing.B, p *testkit.Process, want string) {
-	b.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(p.Out.String(), want) {
-		if time.Now().After(deadline) {
-			b.Fatalf("%s did not write %q within 30s:\n%s", p.Path, want, p.Out)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // startWorker runs a worker process on queue against the sandbox, with
 // the sandbox's env file as its environment, and waits until it works.
-func startWorker(b *testing.B, r *testkit.Redis, sb *sandbox, queue string, args ...string) *testkit.Process {
+func startWorker(b *testing.B, r *testkit.Redis, sb *testkit.Sandbox, queue string, args ...string) *testkit.Process {
 	b.Helper()
-	vars := maps.Clone(sb.env)
+	vars := maps.Clone(sb.Env)
 	vars["REDIS_URL"] = r.URL
 	vars["QUEUE"] = queue
 	vars["WECHATPAY_RATE_LIMIT"] = rateLimit
 	p := testkit.Start(b, "worker", testkit.Environ(vars), args...)
-	waitOutput(b, p, `"message":"worker started"`)
+	p.WaitOutput(b, `"message":"worker started"`)
 	return p
-}
-
-// stopWorker ends the worker as an operator does, so that it uses no CPU
-// during the next run.
-func stopWorker(b *testing.B, p *testkit.Process) {
-	b.Helper()
-	_ = p.Process.Signal(syscall.SIGTERM)
-	if err := p.Wait(); err != nil {
-		b.Fatalf("worker exit: %v\n%s", err, p.Out)
-	}
 }
 
 // e2eRun is what endToEnd measured.
@@ -372,25 +326,25 @@ func (r e2eRun) cpu() float64 { return r.cpuMs[0] + r.cpuMs[1] + r.cpuMs[2] }
 // endToEnd runs a worker process with args and measures it over
 // bulkImports members. It fails unless the sandbox imported each member
 // once, refusing none.
-func endToEnd(b *testing.B, r *testkit.Redis, sb *sandbox, tag string, args ...string) e2eRun {
+func endToEnd(b *testing.B, r *testkit.Redis, sb *testkit.Sandbox, tag string, args ...string) e2eRun {
 	b.Helper()
 	queue := r.Queue(b)
 	w := startWorker(b, r, sb, queue, args...)
-	before := sb.stats(b)
+	before := stats(b, sb)
 	bulk(b, r, queue, members(tag+"w", warmImports), w)
-	pids := []int{w.Process.Pid, sb.pid, os.Getpid()}
+	pids := []int{w.Process.Pid, sb.PID, os.Getpid()}
 	var cpu [3]time.Duration
 	for i, pid := range pids {
-		cpu[i] = cpuTime(b, pid)
+		cpu[i] = testkit.CPUTime(b, pid)
 	}
 	d := bulk(b, r, queue, members(tag, bulkImports), w)
 	run := e2eRun{rate: bulkImports / d.Seconds()}
 	for i, pid := range pids {
-		run.cpuMs[i] = ms(cpuTime(b, pid)-cpu[i]) / bulkImports
+		run.cpuMs[i] = ms(testkit.CPUTime(b, pid)-cpu[i]) / bulkImports
 	}
-	after := sb.stats(b)
+	after := stats(b, sb)
 	run.peakKB = vmHWM(b, w.Process.Pid)
-	stopWorker(b, w)
+	w.Stop(b)
 	if got := after.Imports - before.Imports; got != warmImports+bulkImports {
 		b.Fatalf("sandbox imported %d members, want %d", got, warmImports+bulkImports)
 	}
@@ -401,28 +355,6 @@ func endToEnd(b *testing.B, r *testkit.Redis, sb *sandbox, tag string, args ...s
 		b.Fatalf("sandbox refused calls in a fault-free run: before %v, after %v", before.Refusals, after.Refusals)
 	}
 	return run
-}
-
-// clockTicks is the unit of /proc/PID/stat's times: USER_HZ, 100 on every
-// Linux architecture Go runs on.
-const clockTicks = 100
-
-// cpuTime is the CPU time, user and system, process pid has used.
-func cpuTime(b *testing.B, pid int) time.Duration {
-	b.Helper()
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	// Fields follow the command name in parentheses, which may hold
-	// spaces: state is field 3, utime 14, stime 15.
-	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		b.Fatalf("/proc/%d/stat: %q", pid, stat)
-	}
-	return time.Duration(utime+stime) * time.Second / clockTicks
 }
 
 // vmHWM is the peak resident set of process pid, in kB.
@@ -452,11 +384,11 @@ func vmHWM(b *testing.B, pid int) int {
 // seconds, so a poller asks asynq for the state of every task not yet
 // completed, every millisecond: a latency is late by at most one poll
 // round (about a millisecond plus a Redis round trip per task in flight).
-func latency(b *testing.B, r *testkit.Redis, sb *sandbox, tag string) (p50, p99 time.Duration) {
+func latency(b *testing.B, r *testkit.Redis, sb *testkit.Sandbox, tag string) (p50, p99 time.Duration) {
 	b.Helper()
 	queue := r.Queue(b)
 	w := startWorker(b, r, sb, queue)
-	defer stopWorker(b, w)
+	defer w.Stop(b)
 	p := producer(b, r, queue)
 	insp := asynq.NewInspector(r.Opt)
 	defer insp.Close()

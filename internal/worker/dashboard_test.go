@@ -135,12 +135,7 @@ func (d *dashboardRun) api(t *testing.T, method, path string) (int, string) {
 	req, err := http.NewRequest(method, d.dash+path, nil)
 	require.NoError(t, err)
 	req.SetBasicAuth(d.user, d.pass)
-	res, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	require.NoError(t, err)
-	return res.StatusCode, string(body)
+	return testkit.Fetch(t, req)
 }
 
 func member(kind string, i int) tasks.Payload {

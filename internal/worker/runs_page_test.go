@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -48,12 +47,7 @@ func TestDashboardServesRunsPage(t *testing.T) {
 		if login {
 			req.SetBasicAuth("ops", "pw")
 		}
-		res, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer res.Body.Close()
-		body, err := io.ReadAll(res.Body)
-		require.NoError(t, err)
-		return res.StatusCode, string(body)
+		return testkit.Fetch(t, req)
 	}
 
 	tests := []struct {
